@@ -1,0 +1,423 @@
+"""Spectral norm of the Hessian of a model output with respect to its weights.
+
+"Hessian" always means ``H = d^2 f(w; x) / dw^2`` of the model output, never of a loss, and its
+spectral norm is ``max(|lambda_max|, |lambda_min|)``: H is indefinite (CLAIMS.md, conventions).
+
+Three methods behind one function, ``hessian_spectral_norm(..., method=...)``:
+
+* ``"lanczos"`` (default): Lanczos on Hessian-vector products, entirely on the device inside one
+  ``lax.while_loop`` (no host round trip per step). Each step costs one Hessian-vector product by
+  forward-over-reverse differentiation (``jvp`` of ``grad``), about two to three gradients. The
+  Krylov basis is kept for full re-orthogonalization (two classical Gram-Schmidt passes) unless it
+  would not fit the memory budget; dot products, norms and the tridiagonal eigenproblem are done in
+  float64 whatever the model dtype. The iteration stops when the Ritz residuals of both extreme Ritz
+  pairs, ``beta_j |s_j|``, fall below ``tol`` times the current norm estimate (a Ritz value with
+  residual r lies within r of an eigenvalue), or at the iteration cap. Stopping on the relative
+  change between steps is unsafe here: the spectra are nearly symmetric about 0 with clustered top
+  eigenvalues, and the estimate can stall for a few steps before moving on.
+* ``"power"``: power iteration on H stopped on the relative change of |Rayleigh quotient|: the
+  obvious baseline, kept for benchmarks and never used by a claim.
+* ``"dense"``: the full Hessian by ``jax.hessian`` and ``numpy.linalg.eigvalsh``: exact, for small
+  models only (it is the reference the other methods are tested against).
+
+References: C. Lanczos (1950); Golub & Van Loan, *Matrix Computations*, Sec. 10.1 (Ritz residual
+bound) and Sec. 10.3 (re-orthogonalization); Parlett, *The Symmetric Eigenvalue Problem*, Ch. 13.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from harness import rng
+
+#: Largest number of trained parameters for which the dense Hessian (p x p float64) is formed.
+DENSE_MAX_PARAMS = 6000
+
+#: Default memory allowed for the stored Krylov basis, in bytes (``reorth="auto"``).
+DEFAULT_BASIS_BUDGET = 2 * 1024**3
+
+METHODS = ("lanczos", "power", "dense")
+
+F64 = jnp.float64
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianNorm:
+    """Result of a spectral-norm estimate.
+
+    Attributes:
+      spectral_norm: ``max(|lambda_max|, |lambda_min|)``.
+      lambda_max, lambda_min: the extreme eigenvalues (for ``"power"`` only the dominant one is
+        estimated and both fields hold the signed dominant eigenvalue's bounds: see ``method``).
+      iterations: Hessian-vector products used (0 for ``"dense"``).
+      residual: convergence measure: the largest Ritz residual of the two extreme Ritz pairs divided
+        by the norm estimate (Lanczos), the last relative change (power), 0 (dense).
+      converged: whether the stopping rule was met before the iteration cap.
+      method: the method that produced it.
+      reorthogonalizations: Lanczos steps that re-orthogonalized against the stored basis.
+    """
+
+    spectral_norm: float
+    lambda_max: float
+    lambda_min: float
+    iterations: int
+    residual: float
+    converged: bool
+    method: str
+    reorthogonalizations: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _MethodRef:
+    """A bound method that compares by value: ``net.apply`` of two equal networks is one key."""
+
+    obj: object
+    func: Callable
+
+    def __call__(self, *args, **kwargs):
+        return self.func(self.obj, *args, **kwargs)
+
+
+def cacheable(fn: Callable) -> Callable:
+    """``fn`` in a form that ``jax.jit`` can use as a static argument without recompiling.
+
+    Python compares bound methods by the identity of their object, so ``net.apply`` of a network
+    rebuilt with the same description would miss the compilation cache; a frozen network compared
+    by value does not.
+    """
+    obj, func = getattr(fn, "__self__", None), getattr(fn, "__func__", None)
+    if obj is None or func is None:
+        return fn
+    try:
+        hash(obj)
+    except TypeError:
+        return fn
+    return _MethodRef(obj, func)
+
+
+def _flat_fn(fn: Callable, params, args) -> tuple[Callable, jax.Array]:
+    flat, unravel = ravel_pytree(params)
+    return (lambda w: fn(unravel(w), *args)), flat
+
+
+def hessian_vector_product(fn: Callable, params, *args) -> Callable:
+    """``v -> H v`` on pytrees shaped like params (forward-over-reverse, no flattening)."""
+    grad = jax.grad(lambda p: fn(p, *args))
+
+    def hvp(v):
+        return jax.jvp(grad, (params,), (v,))[1]
+
+    return hvp
+
+
+@functools.partial(jax.jit, static_argnames=("fn",))
+def _hessian_matrix(fn: Callable, params, *args) -> jax.Array:
+    f, flat = _flat_fn(fn, params, args)
+    return jax.hessian(f)(flat)
+
+
+def hessian_matrix(fn: Callable, params, *args) -> jax.Array:
+    """The full Hessian (p x p) of the scalar ``fn(params, *args)`` w.r.t. the flattened params.
+
+    Rows and columns follow ``jax.flatten_util.ravel_pytree(params)`` (dict keys sorted).
+    """
+    return _hessian_matrix(cacheable(fn), params, *args)
+
+
+def _tree_dot(a, b) -> jax.Array:
+    """Inner product of two pytrees of the same structure, accumulated in float64."""
+    leaves = [
+        jnp.vdot(x.ravel(), y.ravel(), preferred_element_type=F64)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    ]
+    return functools.reduce(jnp.add, leaves)
+
+
+def _tree_axpy(alpha: jax.Array, x, y):
+    """y + alpha x, with the scalar cast to each leaf's dtype."""
+    return jax.tree_util.tree_map(lambda xi, yi: yi + alpha.astype(yi.dtype) * xi, x, y)
+
+
+def _tree_scale(alpha: jax.Array, x):
+    return jax.tree_util.tree_map(lambda xi: alpha.astype(xi.dtype) * xi, x)
+
+
+def _project_out(basis, w, count: jax.Array):
+    """w minus its projections on the first ``count`` stored basis vectors (modified Gram-Schmidt).
+
+    Only the filled rows are read, so the cost grows with the Lanczos step, not with the cap.
+    """
+
+    def body(i, w):
+        row = jax.tree_util.tree_map(lambda b: b[i], basis)
+        return _tree_axpy(-_tree_dot(row, w), row, w)
+
+    return lax.fori_loop(0, count, body, w)
+
+
+REORTH_MODES = ("partial", "full", "none")
+
+
+def lanczos_extremes(
+    matvec: Callable,
+    v0,
+    *,
+    max_iters: int,
+    tol: float | jax.Array,
+    reorth: str = "partial",
+) -> dict[str, jax.Array]:
+    """Extreme eigenvalues of a symmetric operator by Lanczos (traceable; call inside ``jit``).
+
+    Vectors are pytrees (the shape of the weights), which avoids flattening copies on every
+    Hessian-vector product; inner products and the tridiagonal eigenproblem are in float64.
+
+    Args:
+      matvec: ``v -> A v`` on pytrees shaped like v0.
+      v0: start vector (need not be normalized); its leaves' dtypes are the working dtypes.
+      max_iters: iteration cap (static); also the number of stored basis vectors.
+      tol: stop when both extreme Ritz residuals ``beta_j |s_j|`` are <= tol * max|theta|.
+      reorth: ``"full"``: two modified Gram-Schmidt passes against the stored basis every step
+        (the reference; it costs O(j p) memory traffic per step, which dominates the cheap
+        single-input Hessian-vector products). ``"partial"`` (default): Simon's partial
+        re-orthogonalization: the loss of orthogonality ``omega_{j+1,k} ~ q_{j+1} . q_k`` is tracked
+        by its scalar recurrence and a modified Gram-Schmidt pass against the stored basis is done,
+        on two consecutive vectors, only when ``max_k |omega| > sqrt(eps)``: semi-orthogonality,
+        which keeps the Ritz values as accurate as full re-orthogonalization does (Simon 1984). ``"none"``: three-term recurrence
+        only, no stored basis: memory O(p) instead of O(max_iters p). Orthogonality is then lost
+        once a Ritz value converges; that adds spurious copies of converged Ritz values but does not
+        move the extremes (Paige 1976), so the norm stays right, while the residual test may stop a
+        few steps late or early on a copy.
+
+    Returns:
+      A dict of device scalars: ``lambda_max``, ``lambda_min``, ``iterations`` (matvecs),
+      ``residual`` (relative), ``converged``, ``reorthogonalizations``.
+    """
+    if max_iters < 2:
+        raise ValueError(f"max_iters must be >= 2, got {max_iters}")
+    if reorth not in REORTH_MODES:
+        raise ValueError(f"unknown reorth mode {reorth!r}; valid: {', '.join(REORTH_MODES)}")
+    k = max_iters
+    leaves = jax.tree_util.tree_leaves(v0)
+    dtype_eps = max(float(jnp.finfo(leaf.dtype).eps) for leaf in leaves)
+    num_params = sum(leaf.size for leaf in leaves)
+    sqrt_eps = math.sqrt(dtype_eps)
+    # Rounding added to the omega recurrence at each step (Simon 1984; Larsen's PROPACK uses the same
+    # order): eps * sqrt(p) / 2.
+    psi = dtype_eps * math.sqrt(num_params) / 2
+    q0 = _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0)
+    idx = jnp.arange(k)
+    store = reorth != "none"
+
+    def ritz(alphas, betas, j):
+        # T_{j+1} embedded in a k x k matrix whose unused diagonal holds alpha_0: alpha_0 is a
+        # Rayleigh quotient, inside the Ritz interval, so it never becomes an extreme.
+        diag = jnp.where(idx <= j, alphas, alphas[0])
+        off = jnp.where(idx[:-1] < j, betas[:-1], 0.0)
+        t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+        evals, evecs = jnp.linalg.eigh(t)
+        last = evecs[j]  # last components of the Ritz vectors of T_{j+1}
+        return evals[-1], evals[0], last[-1], last[0]
+
+    def body(state):
+        (j, q, q_prev, beta_prev, alphas, betas, basis, omega, omega_prev, force, n_reorth, *_) = state
+        if store:
+            basis = jax.tree_util.tree_map(lambda b, x: b.at[j].set(x), basis, q)
+        w = matvec(q)
+        alpha = _tree_dot(q, w)
+        w = jax.tree_util.tree_map(
+            lambda wi, qi, pi: wi - alpha.astype(wi.dtype) * qi - beta_prev.astype(wi.dtype) * pi, w, q, q_prev
+        )
+        beta = jnp.sqrt(_tree_dot(w, w))
+        alphas = alphas.at[j].set(alpha)
+        # omega_{j+1,k} for k < j from omega_{j,.} and omega_{j-1,.} (Simon's recurrence).
+        up = jnp.concatenate([omega[1:], jnp.zeros((1,), F64)])  # omega_{j,k+1}
+        down = jnp.concatenate([jnp.zeros((1,), F64), omega[:-1]])  # omega_{j,k-1}
+        betas_down = jnp.concatenate([jnp.zeros((1,), F64), betas[:-1]])  # beta_{k-1}
+        t = betas * up + (alphas - alpha) * omega + betas_down * down - beta_prev * omega_prev
+        t = t + jnp.where(t >= 0, psi, -psi) * (betas + beta)
+        safe_beta = jnp.where(beta > 0, beta, 1.0)
+        omega_next = jnp.where(idx < j, t / safe_beta, 0.0)
+        omega_next = jnp.where(idx == j, psi, omega_next)
+        if reorth == "full":
+            do_reorth = jnp.asarray(True)
+        elif reorth == "partial":
+            do_reorth = force | (jnp.max(jnp.abs(omega_next)) > sqrt_eps)
+        else:
+            do_reorth = jnp.asarray(False)
+        if store:
+            w, beta = lax.cond(
+                do_reorth,
+                lambda w: (lambda w2: (w2, jnp.sqrt(_tree_dot(w2, w2))))(_reorthogonalize(basis, w, j + 1)),
+                lambda w: (w, beta),
+                w,
+            )
+            omega_next = jnp.where(do_reorth, jnp.where(idx <= j, psi, 0.0), omega_next)
+        betas = betas.at[j].set(beta)
+        theta_max, theta_min, s_max, s_min = ritz(alphas, betas, j)
+        scale = jnp.maximum(jnp.abs(theta_max), jnp.abs(theta_min))
+        residual = beta * jnp.maximum(jnp.abs(s_max), jnp.abs(s_min))
+        # Invariant subspace reached (or the operator is 0): the Ritz values are exact.
+        breakdown = beta <= 100.0 * dtype_eps * jnp.maximum(scale, jnp.abs(alpha) + beta_prev)
+        converged = breakdown | ((j >= 1) & (residual <= tol * scale))
+        inv_beta = jnp.where(breakdown, 0.0, 1.0 / jnp.where(breakdown, 1.0, beta))
+        q_next = _tree_scale(inv_beta, w)
+        rel = jnp.where(breakdown, 0.0, residual / jnp.where(scale > 0, scale, 1.0))
+        # Simon: after a re-orthogonalization the next vector is re-orthogonalized too.
+        force_next = do_reorth & ~force if reorth == "partial" else jnp.asarray(False)
+        return (
+            j + 1, q_next, q, beta, alphas, betas, basis, omega_next, omega, force_next,
+            n_reorth + do_reorth.astype(jnp.int32), converged, theta_max, theta_min, rel,
+        )
+
+    def cond(state):
+        j, converged = state[0], state[11]
+        return (j < k) & ~converged
+
+    def _reorthogonalize(basis, w, count):
+        w = _project_out(basis, w, count)
+        # Full re-orthogonalization repeats the pass ("twice is enough", Kahan-Parlett); partial
+        # re-orthogonalization only has to restore semi-orthogonality, which one pass does.
+        return _project_out(basis, w, count) if reorth == "full" else w
+
+    if store:
+        basis0 = jax.tree_util.tree_map(lambda x: jnp.zeros((k, *x.shape), x.dtype), v0)
+    else:
+        basis0 = jnp.zeros((), F64)
+    zero = jnp.zeros((), F64)
+    zeros_k = jnp.zeros((k,), F64)
+    state = (
+        jnp.zeros((), jnp.int32), q0, jax.tree_util.tree_map(jnp.zeros_like, q0), zero,
+        zeros_k, zeros_k, basis0, zeros_k.at[0].set(1.0), zeros_k, jnp.asarray(False),
+        jnp.zeros((), jnp.int32), jnp.asarray(False), zero, zero, jnp.asarray(jnp.inf, F64),
+    )
+    out = lax.while_loop(cond, body, state)
+    j, n_reorth, converged, theta_max, theta_min, rel = out[0], out[10], out[11], out[12], out[13], out[14]
+    return {
+        "lambda_max": theta_max,
+        "lambda_min": theta_min,
+        "iterations": j,
+        "residual": rel,
+        "converged": converged,
+        "reorthogonalizations": n_reorth,
+    }
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "max_iters", "reorth"))
+def _lanczos_hessian(fn, params, args, v0, tol, max_iters, reorth):
+    hvp = hessian_vector_product(fn, params, *args)
+    return lanczos_extremes(hvp, v0, max_iters=max_iters, tol=tol, reorth=reorth)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "max_iters"))
+def _power_hessian(fn, params, args, v0, tol, max_iters):
+    hvp = hessian_vector_product(fn, params, *args)
+    v0 = _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0)
+
+    def body(state):
+        i, v, lam, _ = state
+        w = hvp(v)
+        new = _tree_dot(v, w)  # signed Rayleigh quotient
+        change = jnp.abs(jnp.abs(new) - jnp.abs(lam)) / jnp.maximum(jnp.abs(new), 1e-300)
+        norm = jnp.sqrt(_tree_dot(w, w))
+        v = _tree_scale(1.0 / jnp.where(norm > 0, norm, 1.0), w)
+        return i + 1, v, new, change
+
+    def cond(state):
+        i, _, _, change = state
+        return (i < max_iters) & (change > tol)
+
+    init = (jnp.zeros((), jnp.int32), v0, jnp.zeros((), F64), jnp.asarray(jnp.inf, F64))
+    i, _, lam, change = lax.while_loop(cond, body, init)
+    return {"lam": lam, "iterations": i, "residual": change, "converged": change <= tol}
+
+
+def _resolve_reorth(reorth: str, num_params: int, max_iters: int, itemsize: int, budget: int) -> str:
+    if reorth == "auto":
+        return "partial" if max_iters * num_params * itemsize <= budget else "none"
+    if reorth not in REORTH_MODES:
+        raise ValueError(f"unknown reorth mode {reorth!r}; valid: auto, {', '.join(REORTH_MODES)}")
+    return reorth
+
+
+def hessian_spectral_norm(
+    fn: Callable,
+    params,
+    *args,
+    method: str = "lanczos",
+    key: jax.Array | None = None,
+    tol: float = 1e-6,
+    max_iters: int = 100,
+    reorth: str = "auto",
+    basis_budget: int = DEFAULT_BASIS_BUDGET,
+) -> HessianNorm:
+    """Spectral norm ``max(|lambda_max|, |lambda_min|)`` of the Hessian of ``fn`` w.r.t. ``params``.
+
+    Args:
+      fn: ``fn(params, *args) -> scalar``, e.g. ``net.output_component`` with args
+        ``(fixed, x, k)``. It must be hashable and stable across calls (a module-level function or a
+        bound method of a frozen network object) so that the compiled estimator is reused.
+      params: pytree of the weights the Hessian is taken with respect to (the trained ones).
+      *args: further arguments of ``fn``, passed through as traced values.
+      method: ``"lanczos"``, ``"power"`` (baseline) or ``"dense"`` (exact, small models only).
+      key: PRNG key for the random start vector (iterative methods); ``jax.random.key(0)`` if None,
+        so the same call always gives the same numbers.
+      tol: relative stopping tolerance (Ritz residual for Lanczos, relative change for power).
+      max_iters: cap on Hessian-vector products.
+      reorth: Lanczos re-orthogonalization, see ``lanczos_extremes``: ``"partial"``, ``"full"``,
+        ``"none"`` (no stored basis), or ``"auto"``: partial when the basis (max_iters vectors) fits
+        ``basis_budget`` bytes, else none.
+
+    Returns:
+      A ``HessianNorm``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown Hessian method {method!r}; valid: {', '.join(METHODS)}")
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params is empty: there is no weight to differentiate")
+    num_params = sum(int(np.prod(leaf.shape)) for leaf in leaves)
+    if method == "dense":
+        if num_params > DENSE_MAX_PARAMS:
+            raise ValueError(
+                f"dense Hessian of {num_params} parameters refused (limit {DENSE_MAX_PARAMS}); "
+                "use method='lanczos'"
+            )
+        h = np.asarray(hessian_matrix(fn, params, *args), dtype=np.float64)
+        if not np.all(np.isfinite(h)):
+            raise FloatingPointError("the dense Hessian contains NaN or inf")
+        evals = np.linalg.eigvalsh(0.5 * (h + h.T))
+        lo, hi = float(evals[0]), float(evals[-1])
+        return HessianNorm(max(abs(lo), abs(hi)), hi, lo, 0, 0.0, True, "dense")
+    fn = cacheable(fn)
+    if key is None:
+        key = jax.random.key(0)
+    if not (tol > 0 and math.isfinite(tol)):
+        raise ValueError(f"tol must be a positive finite number, got {tol!r}")
+    max_iters = int(min(max_iters, num_params)) if method == "lanczos" else int(max_iters)
+    if max_iters < 2:
+        raise ValueError(f"max_iters must be >= 2 (and the model needs >= 2 parameters), got {max_iters}")
+    tol_arr = jnp.asarray(tol, F64)
+    if method == "power":
+        out = jax.device_get(_power_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters))
+        lam = float(out["lam"])
+        result = HessianNorm(abs(lam), lam, lam, int(out["iterations"]), float(out["residual"]), bool(out["converged"]), "power")
+    else:
+        mode = _resolve_reorth(reorth, num_params, max_iters, leaves[0].dtype.itemsize, basis_budget)
+        out = jax.device_get(_lanczos_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters, mode))
+        hi, lo = float(out["lambda_max"]), float(out["lambda_min"])
+        result = HessianNorm(
+            max(abs(hi), abs(lo)), hi, lo, int(out["iterations"]), float(out["residual"]),
+            bool(out["converged"]), "lanczos", int(out["reorthogonalizations"]),
+        )
+    if not math.isfinite(result.spectral_norm):
+        raise FloatingPointError(f"Hessian norm estimate is not finite ({result.spectral_norm}); the model output or its derivatives overflowed")
+    return result

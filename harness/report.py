@@ -1,0 +1,435 @@
+"""Records, the summary table and the figures of a run (CLAIMS.md, "What a run records").
+
+A run writes, under ``reports/<tier>/``:
+
+* ``claims.json``: ``{"tier", "runs": {run_id: metadata}, "records": [...]}``, one record per
+  (claim, variant) with the fitted slope, its confidence intervals, R^2, the points used and the
+  verdict; identities and inequalities carry their worst violation instead of a slope. A run that
+  selects some claims (``pytest -k``) replaces their records and keeps the others; each record
+  names the run that produced it.
+* ``summary.md``: the claims table a human reads, then any extra tables (the paper's Table 1, ...).
+* PNG figures (see ``FIGURES``).
+
+Every file is written to a temporary file in the same directory and moved into place with
+``os.replace``, so a killed run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+from harness.fit import EXPLORATORY, VERDICTS, LogLogFit, Verdict
+
+SCHEMA_VERSION = 1
+
+#: Distributions whose versions go into every run's metadata.
+PACKAGES = ("jax", "jaxlib", "numpy", "scipy", "statsmodels", "matplotlib", "pytest")
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+def scaling_record(
+    claim: str,
+    variant: str,
+    *,
+    title: str,
+    quantity: str,
+    law: str,
+    target: float,
+    margin: float,
+    fit: LogLogFit,
+    verdict: Verdict,
+    size_name: str = "width",
+    floor: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A record for a claim judged by a fitted exponent."""
+    record = {
+        "claim": claim,
+        "variant": variant,
+        "title": title,
+        "kind": "scaling",
+        "quantity": quantity,
+        "law": law,
+        "target": target,
+        "margin": margin,
+        "slope": fit.slope,
+        "stderr": fit.stderr,
+        "ci_low": fit.ci95[0],
+        "ci_high": fit.ci95[1],
+        "ci90_low": fit.ci90[0],
+        "ci90_high": fit.ci90[1],
+        "r2": fit.r2,
+        "intercept": fit.intercept,
+        "size_name": size_name,
+        "widths": fit.distinct_widths,
+        "seeds": sorted(set(fit.seeds)),
+        "n_points": fit.n_points,
+        "level_at_largest": fit.level_at_largest(),
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
+        "points": [{"width": w, "seed": s, "value": v} for w, s, v in zip(fit.widths, fit.seeds, fit.values)],
+    }
+    if floor is not None:
+        record["floor"] = floor
+    if extra:
+        record["extra"] = dict(extra)
+    return _check_record(record)
+
+
+def bound_record(
+    claim: str,
+    variant: str,
+    *,
+    title: str,
+    quantity: str,
+    law: str,
+    worst: float,
+    limit: float,
+    verdict: Verdict,
+    samples: int,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A record for an identity or inequality checked at every sample (C1, C7, C15, C16, C17)."""
+    record = {
+        "claim": claim,
+        "variant": variant,
+        "title": title,
+        "kind": "bound",
+        "quantity": quantity,
+        "law": law,
+        "worst": worst,
+        "limit": limit,
+        "margin": limit,
+        "n_points": samples,
+        "verdict": verdict.verdict,
+        "reason": verdict.reason,
+    }
+    if extra:
+        record["extra"] = dict(extra)
+    return _check_record(record)
+
+
+def exploratory_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Mark a record as exploratory: measured and reported, never pass/fail."""
+    out = dict(record)
+    out["verdict"] = EXPLORATORY
+    out["reason"] = "exploratory (outside the theory's assumptions): " + out.get("reason", "")
+    return out
+
+
+def _check_record(record: dict[str, Any]) -> dict[str, Any]:
+    if not re.fullmatch(r"C\d+|X\d+", record["claim"]):
+        raise ValueError(f"claim id must look like 'C12' (or 'X1' for exploratory), got {record['claim']!r}")
+    if record["verdict"] not in VERDICTS:
+        raise ValueError(f"unknown verdict {record['verdict']!r}")
+    return record
+
+
+def record_key(record: Mapping[str, Any]) -> tuple[str, str]:
+    return record["claim"], record["variant"]
+
+
+def claim_sort_key(record: Mapping[str, Any]) -> tuple:
+    match = re.fullmatch(r"([A-Z])(\d+)", record["claim"])
+    prefix, number = (match.group(1), int(match.group(2))) if match else ("Z", 0)
+    return (prefix != "C", number, record["variant"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing between."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _finite_json(value):
+    """JSON has no NaN/inf: write them as strings so the file stays standard JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def load_records(path: Path) -> dict[str, Any]:
+    """The content of an existing ``claims.json`` (empty structure if there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return {"schema": SCHEMA_VERSION, "tier": None, "runs": {}, "records": []}
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if not isinstance(data, dict) or "records" not in data:
+        raise ValueError(f"{path} is not a linearity-claims report")
+    return data
+
+
+def run_metadata(tier: str, base_seed: int, dtype: str, wall_time_s: float, args: Sequence[str]) -> dict[str, Any]:
+    """Tier, package versions, device, date and wall time of a run."""
+    import jax
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            versions[name] = None
+    devices = jax.devices()
+    return {
+        "tier": tier,
+        "base_seed": base_seed,
+        "dtype": dtype,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 2),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "device": f"{devices[0].platform}: {devices[0].device_kind} x{len(devices)}",
+        "versions": versions,
+        "command": " ".join(args),
+    }
+
+
+def merge_records(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records of ``new`` replace those of ``old`` with the same (claim, variant)."""
+    merged = {record_key(r): dict(r) for r in old}
+    for r in new:
+        merged[record_key(r)] = dict(r)
+    return sorted(merged.values(), key=claim_sort_key)
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary
+def _fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return format(value, spec)
+
+
+def measured_text(record: Mapping[str, Any]) -> str:
+    """The fitted exponent with its 95% CI, or the worst violation of an identity."""
+    if record["kind"] == "scaling":
+        return f"{record['slope']:+.3f} [{record['ci_low']:+.3f}, {record['ci_high']:+.3f}]"
+    return f"worst {_fmt(record['worst'])} (limit {_fmt(record['limit'])})"
+
+
+def cell(text: Any) -> str:
+    """Text safe inside a Markdown table cell (norm bars ``||H||`` would split the row)."""
+    return str(text).replace("|", "\\|")
+
+
+def claims_table(records: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| id | variant | claim | measured (95% CI) | expected | margin | R^2 | points | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        r2 = _fmt(r.get("r2"), ".3f") if r["kind"] == "scaling" else ""
+        lines.append(
+            f"| {r['claim']} | {cell(r['variant'])} | {cell(r['title'])} | {measured_text(r)} | {cell(r['law'])} | "
+            f"{_fmt(r['margin'])} | {r2} | {r['n_points']} | **{r['verdict']}** |"
+        )
+    return "\n".join(lines)
+
+
+#: Extra summary sections: functions of the record list returning Markdown (or "" to skip).
+SUMMARY_SECTIONS: list[Callable[[Sequence[Mapping[str, Any]]], str]] = []
+
+
+def register_summary_section(fn: Callable[[Sequence[Mapping[str, Any]]], str]):
+    """Decorator: add a section (records -> Markdown, "" to skip) to every summary.md."""
+    if fn not in SUMMARY_SECTIONS:
+        SUMMARY_SECTIONS.append(fn)
+    return fn
+
+
+def summary_markdown(data: Mapping[str, Any]) -> str:
+    records = data["records"]
+    counts = {v: sum(1 for r in records if r["verdict"] == v) for v in VERDICTS}
+    runs = data.get("runs", {})
+    latest = max(runs.values(), key=lambda m: m["date"]) if runs else None
+    out = [f"# linearity-claims: {data.get('tier')} tier", ""]
+    if latest:
+        out += [
+            f"Latest run {latest['date']} on {latest['device']} ({latest['platform']}), "
+            f"{latest['dtype']}, base seed {latest['base_seed']}, wall time {latest['wall_time_s']:.0f} s; "
+            f"jax {latest['versions'].get('jax')}, statsmodels {latest['versions'].get('statsmodels')}.",
+            "",
+        ]
+    out += [
+        "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + ".",
+        "Slopes are OLS fits of log(quantity) on log(width) over all (width, seed) points; the table "
+        "shows the 95% CI, the verdicts use the 90% CI (two one-sided tests at 5%), see README.",
+        "",
+        "## Claims",
+        "",
+        claims_table(records),
+        "",
+    ]
+    for section in SUMMARY_SECTIONS:
+        text = section(records)
+        if text:
+            out += [text.rstrip(), ""]
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+def _plot_scaling(records: Sequence[Mapping[str, Any]], title: str, ylabel: str, path: Path) -> bool:
+    """Log-log plot of the points of each record with its fitted line; the slope in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not records:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(records):
+        color = colors[i % len(colors)]
+        w = np.array([p["width"] for p in r["points"]], dtype=float)
+        v = np.array([p["value"] for p in r["points"]], dtype=float)
+        ax.scatter(w, v, s=9, alpha=0.45, color=color)
+        grid = np.geomspace(w.min(), w.max(), 50)
+        label = f"{r['claim']} {r['variant']}: slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        ax.plot(grid, np.exp(r["intercept"]) * grid ** r["slope"], color=color, lw=1.6, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(records[0].get("size_name", "width") + " m")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+def _save_figure(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def hessian_scaling_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+    """Hessian norm vs width at W0 for the linear-output networks (C2 and C4 at R = 0)."""
+    chosen = [
+        r
+        for r in records
+        if r["kind"] == "scaling" and r["quantity"] == "hessian_norm" and r["claim"] in ("C2", "C4")
+        and r.get("extra", {}).get("radius", 0.0) == 0.0
+    ]
+    path = Path(directory) / "hessian_scaling.png"
+    title = "Linear output: ||H|| at W0 vs width (paper Eq. 5, Thm 3.2: slope -1/2)"
+    return [path] if _plot_scaling(chosen, title, "spectral norm of the Hessian ||H||", path) else []
+
+
+#: Figure functions: (records, directory) -> paths written.
+FIGURES: list[Callable[[Sequence[Mapping[str, Any]], Path], list[Path]]] = [hessian_scaling_figure]
+
+
+def register_figure(fn: Callable[[Sequence[Mapping[str, Any]], Path], list[Path]]):
+    """Decorator: draw this figure (records, directory) -> paths from the merged records of every run.
+
+    A figure draws from all records of the tier, not only this run's, so a ``-k`` run redraws
+    every figure consistently; it returns [] when its records are absent.
+    """
+    if fn not in FIGURES:
+        FIGURES.append(fn)
+    return fn
+
+
+# --------------------------------------------------------------------------------------------------
+# A run
+class RunReport:
+    """Collects the records of one pytest run and writes them, merged, at the end."""
+
+    def __init__(self, directory: Path, tier: str, base_seed: int, dtype: str):
+        self.directory = Path(directory)
+        self.tier = tier
+        self.base_seed = base_seed
+        self.dtype = dtype
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        keys = {record_key(r) for r in self.records}
+        if record_key(record) in keys:
+            raise ValueError(f"record {record_key(record)} added twice in one run")
+        self.records.append(dict(record))
+
+    def write(self, wall_time_s: float, args: Sequence[str], complete: bool = False) -> list[Path]:
+        """Merge this run's records into the tier's directory and rewrite every output.
+
+        Args:
+          complete: the run selected every claim, so its records replace the file's instead of
+            being merged into them (records of removed claims or variants disappear).
+        """
+        if not self.records:
+            return []
+        claims_path = self.directory / "claims.json"
+        data = load_records(claims_path)
+        if complete:
+            data = {**data, "records": [], "runs": {}}
+        if data.get("tier") not in (None, self.tier):
+            raise ValueError(f"{claims_path} holds tier {data['tier']!r}, not {self.tier!r}")
+        meta = run_metadata(self.tier, self.base_seed, self.dtype, wall_time_s, args)
+        run_id = meta["date"]
+        new = [{**r, "run": run_id} for r in self.records]
+        records = merge_records(data["records"], new)
+        used = {r.get("run") for r in records}
+        runs = {k: v for k, v in data.get("runs", {}).items() if k in used}
+        runs[run_id] = meta
+        out = {"schema": SCHEMA_VERSION, "tier": self.tier, "runs": runs, "records": records}
+        text = json.dumps(_finite_json(out), indent=1, default=_json_default, allow_nan=False)
+        atomic_write_text(claims_path, text + "\n")
+        written = [claims_path]
+        summary_path = self.directory / "summary.md"
+        atomic_write_text(summary_path, summary_markdown(out))
+        written.append(summary_path)
+        for figure in FIGURES:
+            written += figure(records, self.directory)
+        return written

@@ -1,0 +1,90 @@
+"""Sweeps over (width, seed): keys, progress, and the error that names where a sweep broke.
+
+A sweep measures one quantity at every (width, seed) pair. Each pair gets its own PRNG key,
+``fold_in(fold_in(key(seed), width), stream)``, so a point can be recomputed alone and the same seed
+always gives the same numbers, whatever else the run measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from harness.fit import LogLogFit, loglog_fit
+
+#: Independent random streams of one (width, seed) point.
+STREAMS = {"init": 0, "data": 1, "probe": 2, "direction": 3, "lanczos": 4, "labels": 5}
+
+
+class MeasurementError(RuntimeError):
+    """A measurement failed or produced a non-finite value; the message names width and seed."""
+
+
+def point_key(seed: int, width: int, stream: str) -> jax.Array:
+    """The PRNG key of one random stream at one (width, seed) point."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown random stream {stream!r}; valid: {', '.join(STREAMS)}")
+    key = jax.random.fold_in(jax.random.key(seed), width)
+    return jax.random.fold_in(key, STREAMS[stream])
+
+
+@dataclasses.dataclass
+class Series:
+    """Measured values of one or several named quantities at (width, seed) points."""
+
+    widths: list[float] = dataclasses.field(default_factory=list)
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    values: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+    def add(self, width: float, seed: int, measured: dict[str, float]) -> None:
+        if self.values and set(measured) != set(self.values):
+            raise ValueError(f"measured {sorted(measured)} but the series holds {sorted(self.values)}")
+        self.widths.append(width)
+        self.seeds.append(seed)
+        for name, value in measured.items():
+            self.values.setdefault(name, []).append(float(value))
+
+    def fit(self, name: str) -> LogLogFit:
+        return loglog_fit(self.widths, self.values[name], self.seeds)
+
+    def at(self, name: str, width: float) -> np.ndarray:
+        return np.array([v for w, v in zip(self.widths, self.values[name]) if w == width])
+
+
+def run_sweep(
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    measure: Callable[[int, int], dict[str, float]],
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+) -> Series:
+    """Call ``measure(width, seed)`` at every point; return the series of what it measured.
+
+    ``measure`` returns a dict of named scalar values. A non-finite value or an exception inside it
+    is re-raised as a ``MeasurementError`` naming the width and the seed.
+    """
+    series = Series()
+    for width in widths:
+        start = time.time()
+        for seed in seeds:
+            try:
+                measured = measure(width, seed)
+            except MeasurementError:
+                raise
+            except Exception as err:
+                raise MeasurementError(f"{label} width {width}, seed {seed}: {type(err).__name__}: {err}") from err
+            bad = {k: v for k, v in measured.items() if not math.isfinite(float(v))}
+            if bad:
+                raise MeasurementError(f"{label} width {width}, seed {seed}: non-finite value(s) {bad}")
+            series.add(width, seed, measured)
+        if progress is not None:
+            means = ", ".join(
+                f"{k}={np.exp(np.mean(np.log(np.abs(series.at(k, width)) + 1e-300))):.4g}" for k in series.values
+            )
+            progress(f"{label} width {width}: {len(seeds)} seeds in {time.time() - start:.1f} s ({means})")
+    return series

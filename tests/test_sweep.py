@@ -1,0 +1,41 @@
+"""Sweeps: keys, and failures that name the width and seed."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+from harness.sweep import MeasurementError, point_key, run_sweep
+
+
+def test_point_keys_are_reproducible_and_independent():
+    a = jax.random.normal(point_key(3, 64, "init"), (4,))
+    b = jax.random.normal(point_key(3, 64, "init"), (4,))
+    c = jax.random.normal(point_key(3, 64, "data"), (4,))
+    d = jax.random.normal(point_key(4, 64, "init"), (4,))
+    assert (a == b).all() and not (a == c).all() and not (a == d).all()
+    with pytest.raises(ValueError, match="unknown random stream"):
+        point_key(0, 1, "nonsense")
+
+
+def test_sweep_collects_points_in_order():
+    series = run_sweep([10, 20, 40], [0, 1], lambda w, s: {"y": w * (s + 1)})
+    assert series.widths == [10, 10, 20, 20, 40, 40]
+    assert series.values["y"] == [10, 20, 20, 40, 40, 80]
+    assert series.fit("y").slope == pytest.approx(1.0)
+
+
+def test_nan_names_width_and_seed():
+    def measure(width, seed):
+        return {"y": float("nan") if (width, seed) == (20, 1) else 1.0}
+
+    with pytest.raises(MeasurementError, match=r"C9 width 20, seed 1: non-finite value\(s\) \{'y': nan\}"):
+        run_sweep([10, 20], [0, 1], measure, label="C9")
+
+
+def test_exception_inside_a_measurement_names_width_and_seed():
+    def measure(width, seed):
+        raise FloatingPointError("overflow")
+
+    with pytest.raises(MeasurementError, match="width 10, seed 0: FloatingPointError: overflow"):
+        run_sweep([10], [0], measure)
