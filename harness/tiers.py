@@ -42,7 +42,8 @@ class Tier:
       lanczos_tol: Ritz-residual tolerance of the Hessian norm (relative); seed-to-seed spread of
         the norm is several percent, so 1e-3 is well below the noise of a fit.
       lanczos_max_iters: cap on Hessian-vector products per norm.
-      groups: grids of the other claim groups, by group name (see ``GROUP_DOCS``).
+      groups: grids of the other claim groups by name: "sec4" (C7-C10), "training" (C11-C16),
+        "theory" (C17-C19), "architectures" (C6 and exploratory records).
     """
 
     name: str
@@ -90,6 +91,19 @@ TIERS: dict[str, Tier] = {
         radii=(0.0, 1.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=60,
+        groups={
+            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
+            "sec4": {
+                "identity_widths": (3, 6),
+                "shallow_widths": (16, 64, 256),
+                "deep_widths": (8, 16, 32),
+                "bottleneck_widths": (8, 16, 32),
+                "bottleneck_sizes": (1, 3),
+            },
+            # -- training grid (issue 4: C11-C16) --
+            # -- theory grid (issue 5: C17-C19) --
+            # -- architectures grid (issue 6: C6, exploratory) --
+        },
     ),
     "default": Tier(
         name="default",
@@ -104,6 +118,19 @@ TIERS: dict[str, Tier] = {
         radii=(0.0, 1.0, 4.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
+        groups={
+            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
+            "sec4": {
+                "identity_widths": (4, 16),
+                "shallow_widths": (100, 316, 1000, 3162, 10000, 31623),
+                "deep_widths": (32, 64, 128, 256, 512),
+                "bottleneck_widths": (32, 64, 128, 256, 512),
+                "bottleneck_sizes": (1, 3),
+            },
+            # -- training grid (issue 4: C11-C16) --
+            # -- theory grid (issue 5: C17-C19) --
+            # -- architectures grid (issue 6: C6, exploratory) --
+        },
     ),
     "paper": Tier(
         name="paper",
@@ -118,6 +145,19 @@ TIERS: dict[str, Tier] = {
         radii=(0.0, 1.0, 4.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
+        groups={
+            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
+            "sec4": {
+                "identity_widths": (4, 16),
+                "shallow_widths": (30, 100, 1000, 10000, 100000, 1000000),
+                "deep_widths": (64, 256, 1024, 4096, 10000),
+                "bottleneck_widths": (64, 256, 1024, 4096, 10000),
+                "bottleneck_sizes": (1, 3),
+            },
+            # -- training grid (issue 4: C11-C16) --
+            # -- theory grid (issue 5: C17-C19) --
+            # -- architectures grid (issue 6: C6, exploratory) --
+        },
     ),
 }
 
