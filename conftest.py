@@ -65,10 +65,9 @@ def pytest_configure(config):
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_rank_promotion", "raise")
     if tier.name == "paper" and jax.default_backend() == "cpu" and not config.getoption("--force-paper-on-cpu"):
-        raise pytest.UsageError(
-            "the paper tier needs a GPU (widths up to 1e6, ~2e8 parameters); this JAX has only a "
-            "CPU. Install the CUDA extra (README) or pass --force-paper-on-cpu."
-        )
+        from harness.resources import paper_tier_refusal
+
+        raise pytest.UsageError(paper_tier_refusal(tier))
 
     config._linearity = {
         "tier": tier,

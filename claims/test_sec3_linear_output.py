@@ -20,7 +20,7 @@ from harness.hessian import hessian_matrix, hessian_spectral_norm
 from harness.kernel import infinite_width_shallow_diagonal, kernel_diagonal
 from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sphere_points
 from harness.report import bound_record, scaling_record
-from harness.rng import normal_like
+from harness import measure as measure_at
 from harness.sweep import point_key, run_sweep
 
 # ------------------------------------------------------------------------------------------------
@@ -60,7 +60,8 @@ def _seeds(tier, base_seed, hessian=False):
 
 
 def _input(seed: int, width: int, dim: int, dtype) -> jax.Array:
-    return sphere_points(point_key(seed, width, "data"), 1, dim, dtype=dtype)[0]
+    """The first input of a (width, seed) point (harness.measure's convention)."""
+    return measure_at.inputs(seed, width, dim, 1, dtype)[0]
 
 
 def _sup_abs_second_derivative(activation: str) -> float:
@@ -309,21 +310,15 @@ def test_c3_deep_kernel_is_order_one(activation, depth, tier, base_seed, dtype, 
 
 # ------------------------------------------------------------------------------------------------
 # C4
-def _point_at_distance(params, radius: float, key: jax.Array):
-    """W0 + R u with u uniform on the unit sphere of the whole weight space."""
-    direction = normal_like(key, params)
-    norm = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree_util.tree_leaves(direction)))
-    return jax.tree_util.tree_map(lambda w, u: w + (radius / norm) * u, params, direction)
-
-
 @pytest.mark.parametrize("radius", [0.0, 1.0, 4.0], ids=["R0", "R1", "R4"])
 @pytest.mark.parametrize("depth", [2, 3], ids=["depth2", "depth3"])
 @pytest.mark.parametrize("activation", SMOOTH)
 def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, base_seed, dtype, judge, progress):
     """C4 (Thm 3.2, Eq. 10): ||H(W)|| = O~(1/sqrt m) for all W in B(W0, R), not only at W0.
 
-    Measured at W0 (R = 0) and at random points at Euclidean distance R from it (a fixed R,
-    independent of the width, as in the theorem). All layers are trained, the output is linear.
+    Measured at W0 (R = 0) and at points W0 + R u, u uniform on the unit sphere of the whole weight
+    space (a fixed R, independent of the width, as in the theorem). All layers are trained, the
+    output is linear.
     """
     if radius not in tier.radii:
         pytest.skip(f"radius {radius} is not in the {tier.name} tier's radii {tier.radii}")
@@ -331,13 +326,8 @@ def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, b
 
     def measure(width, seed):
         net = FullyConnected(d, (width,) * depth, activation)
-        params, fixed = net.init(point_key(seed, width, "init"), dtype)
-        if radius > 0:
-            params = _point_at_distance(params, radius, point_key(seed, width, "direction"))
-        x = _input(seed, width, d, dtype)
-        est = hessian_spectral_norm(
-            net.output_component, params, fixed, x, 0,
-            key=point_key(seed, width, "lanczos"), tol=tier.lanczos_tol, max_iters=tier.lanczos_max_iters,
+        est = measure_at.hessian_estimate(
+            net, seed, width, dtype, radius=radius, tol=tier.lanczos_tol, max_iters=tier.lanczos_max_iters
         )
         return {"hessian_norm": est.spectral_norm, "iterations": est.iterations, "converged": float(est.converged)}
 

@@ -166,6 +166,9 @@ def _project_out(basis, w, count: jax.Array):
 
 REORTH_MODES = ("partial", "full", "none")
 
+#: Size of the small tridiagonal eigenproblem solved during the first Lanczos steps.
+SMALL_TRIDIAGONAL = 24
+
 
 def lanczos_extremes(
     matvec: Callable,
@@ -174,6 +177,7 @@ def lanczos_extremes(
     max_iters: int,
     tol: float | jax.Array,
     reorth: str = "partial",
+    basis=None,
 ) -> dict[str, jax.Array]:
     """Extreme eigenvalues of a symmetric operator by Lanczos (traceable; call inside ``jit``).
 
@@ -197,9 +201,14 @@ def lanczos_extremes(
         move the extremes (Paige 1976), so the norm stays right, while the residual test may stop a
         few steps late or early on a copy.
 
+      basis: optional storage for the Krylov basis, a pytree with leaves of shape
+        ``(max_iters, *leaf.shape)``; rows beyond the current step are never read, so a buffer
+        recycled from an earlier run (donated, see ``_lanczos_hessian``) needs no zeroing.
+
     Returns:
-      A dict of device scalars: ``lambda_max``, ``lambda_min``, ``iterations`` (matvecs),
-      ``residual`` (relative), ``converged``, ``reorthogonalizations``.
+      A dict: device scalars ``lambda_max``, ``lambda_min``, ``iterations`` (matvecs),
+      ``residual`` (relative), ``converged``, ``reorthogonalizations``, and ``basis`` (the storage,
+      for reuse).
     """
     if max_iters < 2:
         raise ValueError(f"max_iters must be >= 2, got {max_iters}")
@@ -217,15 +226,31 @@ def lanczos_extremes(
     idx = jnp.arange(k)
     store = reorth != "none"
 
+    # The tridiagonal eigenproblem is solved at size 24 while T_{j+1} fits, then at the cap: a dense
+    # eigh costs O(size^3) and most runs stop within 24 steps; more sizes would cost compile time
+    # (each is a separately compiled branch) for little run time.
+    sizes = [SMALL_TRIDIAGONAL, k] if k > SMALL_TRIDIAGONAL else [k]
+
+    def ritz_at(size):
+        def solve(alphas, betas, j):
+            # T_{j+1} embedded in a size x size matrix whose unused diagonal holds alpha_0: alpha_0
+            # is a Rayleigh quotient, inside the Ritz interval, so it never becomes an extreme.
+            i = idx[:size]
+            diag = jnp.where(i <= j, alphas[:size], alphas[0])
+            off = jnp.where(i[:-1] < j, betas[: size - 1], 0.0)
+            t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+            evals, evecs = jnp.linalg.eigh(t)
+            last = evecs[jnp.minimum(j, size - 1)]  # last components of the Ritz vectors of T_{j+1}
+            return evals[-1], evals[0], last[-1], last[0]
+
+        return solve
+
+    branches = [ritz_at(size) for size in sizes]
+    bounds = jnp.asarray(sizes)
+
     def ritz(alphas, betas, j):
-        # T_{j+1} embedded in a k x k matrix whose unused diagonal holds alpha_0: alpha_0 is a
-        # Rayleigh quotient, inside the Ritz interval, so it never becomes an extreme.
-        diag = jnp.where(idx <= j, alphas, alphas[0])
-        off = jnp.where(idx[:-1] < j, betas[:-1], 0.0)
-        t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-        evals, evecs = jnp.linalg.eigh(t)
-        last = evecs[j]  # last components of the Ritz vectors of T_{j+1}
-        return evals[-1], evals[0], last[-1], last[0]
+        bucket = jnp.sum(bounds < j + 1)  # first size >= j + 1
+        return lax.switch(bucket, branches, alphas, betas, j)
 
     def body(state):
         (j, q, q_prev, beta_prev, alphas, betas, basis, omega, omega_prev, force, n_reorth, *_) = state
@@ -288,7 +313,9 @@ def lanczos_extremes(
         # re-orthogonalization only has to restore semi-orthogonality, which one pass does.
         return _project_out(basis, w, count) if reorth == "full" else w
 
-    if store:
+    if store and basis is not None:
+        basis0 = basis
+    elif store:
         basis0 = jax.tree_util.tree_map(lambda x: jnp.zeros((k, *x.shape), x.dtype), v0)
     else:
         basis0 = jnp.zeros((), F64)
@@ -308,13 +335,30 @@ def lanczos_extremes(
         "residual": rel,
         "converged": converged,
         "reorthogonalizations": n_reorth,
+        "basis": out[6],
     }
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "max_iters", "reorth"))
-def _lanczos_hessian(fn, params, args, v0, tol, max_iters, reorth):
+@functools.partial(jax.jit, static_argnames=("fn", "max_iters", "reorth"), donate_argnames=("basis",))
+def _lanczos_hessian(fn, params, args, v0, tol, max_iters, reorth, basis):
     hvp = hessian_vector_product(fn, params, *args)
-    return lanczos_extremes(hvp, v0, max_iters=max_iters, tol=tol, reorth=reorth)
+    return lanczos_extremes(hvp, v0, max_iters=max_iters, tol=tol, reorth=reorth, basis=basis)
+
+
+#: The Krylov basis of the last Lanczos run, kept for the next run of the same shapes: allocating
+#: and zero-filling max_iters x p numbers per call costs more than a short run itself (page faults
+#: on a fresh buffer), while a donated buffer is reused in place. One entry: sweeps go width by width.
+_BASIS_POOL: dict = {}
+
+
+def _take_basis(params, rows: int):
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    key = (treedef, tuple((leaf.shape, leaf.dtype.name) for leaf in leaves), rows)
+    basis = _BASIS_POOL.pop(key, None)
+    if basis is None:
+        _BASIS_POOL.clear()  # free the old shape's buffer before allocating a new one
+        basis = jax.tree_util.tree_map(lambda x: jnp.zeros((rows, *x.shape), x.dtype), params)
+    return key, basis
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "max_iters"))
@@ -412,7 +456,16 @@ def hessian_spectral_norm(
         result = HessianNorm(abs(lam), lam, lam, int(out["iterations"]), float(out["residual"]), bool(out["converged"]), "power")
     else:
         mode = _resolve_reorth(reorth, num_params, max_iters, leaves[0].dtype.itemsize, basis_budget)
-        out = jax.device_get(_lanczos_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters, mode))
+        if mode == "none":
+            pool_key, basis = None, jnp.zeros((), F64)
+        else:
+            pool_key, basis = _take_basis(params, max_iters)
+        out = _lanczos_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters, mode, basis)
+        if pool_key is not None:
+            _BASIS_POOL[pool_key] = out.pop("basis")
+        else:
+            out.pop("basis")
+        out = jax.device_get(out)
         hi, lo = float(out["lambda_max"]), float(out["lambda_min"])
         result = HessianNorm(
             max(abs(hi), abs(lo)), hi, lo, int(out["iterations"]), float(out["residual"]),

@@ -338,3 +338,62 @@ def sphere_points(key: Array, n: int, dim: int, radius: float | None = None, dty
     g = rng.generator(key).standard_normal((n, dim))
     r = math.sqrt(dim) if radius is None else radius
     return jnp.asarray(r * g / np.linalg.norm(g, axis=1, keepdims=True), dtype=dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledOutput:
+    """Output rescaling as in lazy training (paper Sec. 1 and Appendix A): ``alpha (f(w) - f(w0))``.
+
+    Centring at the initial weights keeps the output at w0 equal to zero whatever alpha, as lazy
+    training does, so a large alpha does not start the square loss at alpha^2 |f(w0)|^2. At any w
+    the Hessian is alpha times that of f and the tangent kernel alpha^2 times; gradient descent with
+    the kernel-based step of harness.train therefore takes steps 1/alpha^2 as large. The base weights
+    w0 travel in ``fixed`` (``{"w0": ..., "fixed": ...}``) so the model stays a hashable description.
+    """
+
+    net: FullyConnected
+    alpha: float
+
+    def __post_init__(self) -> None:
+        if self.net.head != "linear":
+            raise ValueError(f"output rescaling needs a linear head, got {self.net.head!r}")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise ValueError(f"alpha must be a positive finite number, got {self.alpha!r}")
+
+    @property
+    def num_out(self) -> int:
+        return self.net.num_out
+
+    @property
+    def input_dim(self) -> int:
+        return self.net.input_dim
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        return self.net.hidden_widths
+
+    @property
+    def within_theory(self) -> bool:
+        return self.net.within_theory
+
+    @property
+    def num_params(self) -> int:
+        return self.net.num_params
+
+    def describe(self) -> str:
+        return f"{self.alpha:g} x (f - f(w0)), f = {self.net.describe()}"
+
+    def init(self, key: Array, dtype=jnp.float64) -> tuple[Params, dict]:
+        params, fixed = self.net.init(key, dtype)
+        return params, {"w0": params, "fixed": fixed}
+
+    def apply(self, params: Mapping[str, Array], fixed: Mapping, x: Array) -> Array:
+        base = self.net.apply(params, fixed["fixed"], x) - self.net.apply(fixed["w0"], fixed["fixed"], x)
+        return self.alpha * base
+
+    def logits(self, params: Mapping[str, Array], fixed: Mapping, x: Array) -> Array:
+        return self.apply(params, fixed, x)
+
+    def output_component(self, params: Mapping[str, Array], fixed: Mapping, x: Array, k: Array | int) -> Array:
+        out = self.apply(params, fixed, x)
+        return out if out.ndim == 0 else out[k]

@@ -149,6 +149,15 @@ def claim_sort_key(record: Mapping[str, Any]) -> tuple:
 
 # --------------------------------------------------------------------------------------------------
 # Files
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing between."""
     path = Path(path)
@@ -159,6 +168,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates the file readable by its owner only; reports are meant to be shared, so
+        # give it the permissions an ordinary open() would (0666 less the umask).
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -309,12 +321,17 @@ def summary_markdown(data: Mapping[str, Any]) -> str:
         text = section(records)
         if text:
             out += [text.rstrip(), ""]
+    text = resources_section_from(runs)
+    if text:
+        out += [text, ""]
     return "\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------------
 # Figures
-def _plot_scaling(records: Sequence[Mapping[str, Any]], title: str, ylabel: str, path: Path) -> bool:
+def _plot_scaling(
+    records: Sequence[Mapping[str, Any]], title: str, ylabel: str, path: Path, reference_slope: float | None = None
+) -> bool:
     """Log-log plot of the points of each record with its fitted line; the slope in the legend."""
     import matplotlib
 
@@ -334,6 +351,13 @@ def _plot_scaling(records: Sequence[Mapping[str, Any]], title: str, ylabel: str,
         grid = np.geomspace(w.min(), w.max(), 50)
         label = f"{r['claim']} {r['variant']}: slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
         ax.plot(grid, np.exp(r["intercept"]) * grid ** r["slope"], color=color, lw=1.6, label=label)
+    if reference_slope is not None:
+        all_w = np.array([p["width"] for r in records for p in r["points"]], dtype=float)
+        all_v = np.array([p["value"] for r in records for p in r["points"]], dtype=float)
+        grid = np.geomspace(all_w.min(), all_w.max(), 50)
+        anchor = np.exp(np.mean(np.log(all_v))) * 1.6
+        ax.plot(grid, anchor * (grid / np.exp(np.mean(np.log(all_w)))) ** reference_slope, "k--", lw=1,
+                label=f"reference slope {reference_slope:+.1f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(records[0].get("size_name", "width") + " m")
@@ -342,12 +366,12 @@ def _plot_scaling(records: Sequence[Mapping[str, Any]], title: str, ylabel: str,
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return True
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import io
 
     buffer = io.BytesIO()
@@ -365,11 +389,128 @@ def hessian_scaling_figure(records: Sequence[Mapping[str, Any]], directory: Path
     ]
     path = Path(directory) / "hessian_scaling.png"
     title = "Linear output: ||H|| at W0 vs width (paper Eq. 5, Thm 3.2: slope -1/2)"
-    return [path] if _plot_scaling(chosen, title, "spectral norm of the Hessian ||H||", path) else []
+    return [path] if _plot_scaling(chosen, title, "spectral norm of the Hessian ||H||", path, reference_slope=-0.5) else []
+
+
+def table1_section(records: Sequence[Mapping[str, Any]]) -> str:
+    """The paper's Table 1 rebuilt from the C10 records (fitted exponents, derived transition)."""
+    rows = {r["variant"]: r for r in records if r["claim"] == "C10"}
+    order = ["linear-output", "nonlinear-output", "bottleneck"]
+    if not rows:
+        return ""
+    lines = [
+        "## Table 1 of the paper, rebuilt (C10)",
+        "",
+        "| network | Hessian-norm exponent (95% CI) | NTK exponent (95% CI) | transition to linearity | paper |",
+        "|---|---|---|---|---|",
+    ]
+    for key in order:
+        if key not in rows:
+            continue
+        r = rows[key]
+        e = r.get("extra", {})
+        ntk = e.get("ntk_ci95", [float("nan")] * 2)
+        lines.append(
+            f"| {cell(e.get('row', key))} | {r['slope']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+            f"({e.get('hessian_verdict')}) | {e.get('ntk_slope', float('nan')):+.3f} [{ntk[0]:+.3f}, {ntk[1]:+.3f}] "
+            f"({e.get('ntk_verdict')}) | **{e.get('transition')}** | {e.get('paper_transition')} |"
+        )
+    lines += [
+        "",
+        "Hessian exponents are judged by the row's law (-1/2 for the linear output, Omega(1) otherwise), "
+        "NTK exponents by slope 0; the transition column is derived from the two verdicts.",
+    ]
+    return "\n".join(lines)
+
+
+SUMMARY_SECTIONS.append(table1_section)
+
+
+def architectures_section(records: Sequence[Mapping[str, Any]]) -> str:
+    """Fitted Hessian and kernel exponents per architecture: C4's dense nets beside C6's."""
+    rows: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in records:
+        if r["kind"] != "scaling":
+            continue
+        if r["claim"] == "C6":
+            arch, _, part = r["variant"].rpartition("-")
+            rows.setdefault(arch, {})[part] = r
+        elif r["claim"] == "C4" and r["variant"].endswith("-R0"):
+            rows.setdefault(f"fully connected ({r['variant'][:-3]})", {})["hessian"] = r
+        elif r["claim"] == "C3" and r["variant"].startswith(("tanh-depth", "swish-depth")):
+            rows.setdefault(f"fully connected ({r['variant']})", {})["kernel"] = r
+    if not any("hessian" in parts for parts in rows.values()):
+        return ""
+
+    def fitted(r: Mapping[str, Any] | None) -> str:
+        if r is None:
+            return ""
+        return f"{r['slope']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] ({r['verdict']})"
+
+    lines = [
+        "## Architectures (C4, C6): fitted exponents in the width (channels for convolutions)",
+        "",
+        "| architecture | depth | ||H|| exponent (95% CI) | tr K / n exponent (95% CI) |",
+        "|---|---|---|---|",
+    ]
+    for arch, parts in sorted(rows.items(), key=lambda kv: (not kv[0].startswith("fully"), kv[0])):
+        ref = parts.get("hessian") or parts.get("kernel")
+        depth = ref.get("extra", {}).get("depth", "")
+        lines.append(f"| {cell(arch)} | {depth} | {fitted(parts.get('hessian'))} | {fitted(parts.get('kernel'))} |")
+    lines += ["", "Law: ||H|| exponent -1/2, kernel exponent 0 (Sec. 3.3, Appendix H)."]
+    return "\n".join(lines)
+
+
+SUMMARY_SECTIONS.append(architectures_section)
+
+
+def exploratory_section(records: Sequence[Mapping[str, Any]]) -> str:
+    chosen = [r for r in records if r["verdict"] == "exploratory"]
+    if not chosen:
+        return ""
+    lines = [
+        "## Exploratory records (outside the theory: measured, never judged)",
+        "",
+        "| id | variant | what | measured (95% CI) | reference |",
+        "|---|---|---|---|---|",
+    ]
+    for r in chosen:
+        lines.append(f"| {r['claim']} | {cell(r['variant'])} | {cell(r['title'])} | {measured_text(r)} | {cell(r['law'])} |")
+    return "\n".join(lines)
+
+
+SUMMARY_SECTIONS.append(exploratory_section)
+
+
+def resources_section_from(runs: Mapping[str, Any]) -> str:
+    latest = max(runs.values(), key=lambda m: m["date"]) if runs else None
+    estimate = latest.get("resource_estimates") if latest else None
+    if not estimate:
+        return ""
+    lines = [
+        "## Resources at this tier (estimated from the grids, harness/resources.py)",
+        "",
+        f"Peak memory {estimate['peak_GiB']:.2f} GiB; order of magnitude of the estimator work: "
+        f"{estimate['cpu_hours']:.2f} CPU hours or {estimate['gpu_minutes']:.1f} GPU minutes (compilation not included).",
+        "",
+        "| claims | largest network | weights | peak GiB |",
+        "|---|---|---|---|",
+    ]
+    for row in estimate["families"]:
+        lines.append(f"| {row['claims']} | {cell(row['largest_network'])} | {row['params']:.3g} | {row['peak_GiB']:.3f} |")
+    return "\n".join(lines)
+
+
+def section4_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+    """Hessian norm vs width for the three kinds of network of Table 1 (C10), one log-log plot."""
+    chosen = [r for r in records if r["claim"] == "C10" and r["kind"] == "scaling"]
+    path = Path(directory) / "hessian_three_kinds.png"
+    title = "Table 1: ||H|| vs width for linear output, phi(f) output and bottleneck"
+    return [path] if _plot_scaling(chosen, title, "max over inputs of ||H||", path) else []
 
 
 #: Figure functions: (records, directory) -> paths written.
-FIGURES: list[Callable[[Sequence[Mapping[str, Any]], Path], list[Path]]] = [hessian_scaling_figure]
+FIGURES: list[Callable[[Sequence[Mapping[str, Any]], Path], list[Path]]] = [hessian_scaling_figure, section4_figure]
 
 
 def register_figure(fn: Callable[[Sequence[Mapping[str, Any]], Path], list[Path]]):
@@ -417,6 +558,10 @@ class RunReport:
         if data.get("tier") not in (None, self.tier):
             raise ValueError(f"{claims_path} holds tier {data['tier']!r}, not {self.tier!r}")
         meta = run_metadata(self.tier, self.base_seed, self.dtype, wall_time_s, args)
+        from harness.resources import summary as resource_summary
+        from harness.tiers import get_tier
+
+        meta["resource_estimates"] = resource_summary(get_tier(self.tier))
         run_id = meta["date"]
         new = [{**r, "run": run_id} for r in self.records]
         records = merge_records(data["records"], new)

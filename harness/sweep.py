@@ -21,6 +21,23 @@ from harness.fit import LogLogFit, loglog_fit
 STREAMS = {"init": 0, "data": 1, "probe": 2, "direction": 3, "lanczos": 4, "labels": 5}
 
 
+#: Measurements made in this process, by key (see ``memoized``).
+_MEMO: dict = {}
+
+
+def memoized(key: tuple, compute: Callable[[], object]):
+    """The value computed earlier in this process under ``key``, or ``compute()`` stored under it.
+
+    Claims that measure the same thing (the same network description, width, seed, input and
+    estimator settings: the key must name all of them) share one computation, e.g. Table 1 (C10)
+    reuses the Hessian norms of C8 and C9. Every input to the measurement is derived from the key,
+    so a reused value is exactly the value a fresh computation would give.
+    """
+    if key not in _MEMO:
+        _MEMO[key] = compute()
+    return _MEMO[key]
+
+
 class MeasurementError(RuntimeError):
     """A measurement failed or produced a non-finite value; the message names width and seed."""
 

@@ -95,14 +95,68 @@ TIERS: dict[str, Tier] = {
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": {
                 "identity_widths": (3, 6),
-                "shallow_widths": (16, 64, 256),
-                "deep_widths": (8, 16, 32),
-                "bottleneck_widths": (8, 16, 32),
+                "shallow_widths": (64, 256, 1024),
+                "deep_judged_heads": ("swish", "softmax"),
+                "bottleneck_widths": (16, 64, 256),
                 "bottleneck_sizes": (1, 3),
+                "bottleneck_seed_factor": 1,
             },
             # -- training grid (issue 4: C11-C16) --
+            # Sec. 6 training (C11-C16, harness/train.py): full-batch GD on n points of the sphere in
+            # R^d. fig1_widths: one-hidden-layer nets of Fig. 1 (C11; C14 and C16 reuse their runs,
+            # C12 its curves at curve_width); bottleneck_*: Fig. 2 (C13), 3 hidden layers
+            # (wide, m_b, wide); convergence_*: Theorem 5.1 (C15). max_steps caps the Fig. 1 runs
+            # (swish and softmax heads stop there; their Delta K(t) has saturated well before).
+            "training": {
+                "input_dim": 4,
+                "n_train": 8,
+                "num_classes": 3,
+                "seeds": 2,
+                "rel_tol": 1e-6,
+                "max_steps": 300,
+                "chunk": 20,
+                "fig1_widths": (16, 64, 256),
+                "curve_width": 256,
+                "bottleneck_wide": 64,
+                "bottleneck_sizes": (2, 4, 8),
+                "bottleneck_seeds": 2,
+                "narrow_wide_widths": (128,),
+                "convergence_widths": (16, 64, 256),
+                "convergence_max_steps": 1000,
+                "linear_model_widths": (64,),
+            },
             # -- theory grid (issue 5: C17-C19) --
+            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
+            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
+            # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
+            # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
+            "theory": {
+                "bound_widths": (8, 16, 32),
+                "bound_seeds": 2,
+                "lanczos_max_iters": 60,
+                "param_seeds": 2,
+                "limit_widths": (32, 64, 128),
+                "limit_seeds": 8,
+                "limit_points": 6,
+                "pd_points": 12,
+            },
             # -- architectures grid (issue 6: C6, exploratory) --
+            # C6 and X1-X3 (claims/test_appH_architectures.py): tiny images and signals, for wiring.
+            "architectures": {
+                "cnn_input": (2, 4, 4),
+                "cnn_layers": 2,
+                "resnet_input": (2, 4, 4),
+                "resnet_blocks": 1,
+                "mixed_input": (2, 8),
+                "mixed_conv_layers": 1,
+                "input_dim": 4,
+                "dense_depth": 2,
+                "widths": {"cnn": (4, 8, 16), "resnet": (4, 8, 16), "mixed": (4, 8, 16), "relu": (8, 16, 32), "softmax": (8, 16, 32)},
+                "hessian_seeds": 2,
+                "kernel_seeds": 2,
+                "kernel_inputs": 4,
+                "exploratory_seeds": 2,
+            },
         },
     ),
     "default": Tier(
@@ -122,14 +176,94 @@ TIERS: dict[str, Tier] = {
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": {
                 "identity_widths": (4, 16),
-                "shallow_widths": (100, 316, 1000, 3162, 10000, 31623),
-                "deep_widths": (32, 64, 128, 256, 512),
-                "bottleneck_widths": (32, 64, 128, 256, 512),
+                # phi(f) heads need widths where the decaying part phi'(f) H of Eq. 13 (~0.77/sqrt m
+                # for the shallow net) is small next to the rank-one term (0.03-0.3): from 1e3 on.
+                # Three widths over two decades: with the max over 4 inputs the slope's 90% CI was
+                # within +-0.05 on five widths, a quarter of the Omega(1) band; two fewer compiles.
+                "shallow_widths": (1000, 10000, 100000),
+                # Deep phi(f) nets reuse the depth-2 grid of C4 (32-512); there the tanh and
+                # sigmoid heads (phi''(0) = 0) are still pre-asymptotic: recorded, not judged.
+                "deep_judged_heads": ("swish", "softmax"),
+                # A bottleneck net [m, m_b, m] has ~(d + 2 m_b + 1) m weights: cheap up to 16384.
+                "bottleneck_widths": (64, 256, 1024, 4096, 16384),
                 "bottleneck_sizes": (1, 3),
+                # Seeds per point: twice the Hessian seeds (a scalar bottleneck makes every
+                # quantity as noisy as one Gaussian variable).
+                "bottleneck_seed_factor": 2,
             },
             # -- training grid (issue 4: C11-C16) --
+            # Default trims the paper's grids to the 2-core CPU budget (~300 s for C11-C16): Fig. 1
+            # widths 32..8192 (the paper: 30..1e6), 6 seeds (the swish Delta K varies ~30% between
+            # seeds; 30 points put the Omega(1) slope's 90% CI within +-0.06); Fig. 2 with wide
+            # layers of 1024 (paper 1e4) and m_b up to 100 (the paper's 500 and 1000 are not narrow
+            # next to 1024), 4 seeds.
+            "training": {
+                "input_dim": 8,
+                "n_train": 16,
+                "num_classes": 3,
+                "seeds": 6,
+                "rel_tol": 1e-6,
+                "max_steps": 1000,
+                "chunk": 20,
+                "fig1_widths": (32, 128, 512, 2048, 8192),
+                "curve_width": 8192,
+                "bottleneck_wide": 1024,
+                "bottleneck_sizes": (3, 5, 10, 50, 100),
+                "bottleneck_seeds": 4,
+                "narrow_wide_widths": (256, 1024, 4096),
+                "convergence_widths": (32, 128, 512, 2048, 8192),
+                "convergence_max_steps": 4000,
+                "linear_model_widths": (512, 2048),
+            },
             # -- theory grid (issue 5: C17-C19) --
+            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
+            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
+            # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
+            # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
+            "theory": {
+                "bound_widths": (32, 64, 128, 256),
+                "bound_seeds": 8,
+                "lanczos_max_iters": 60,
+                "param_seeds": 8,
+                "limit_widths": (64, 128, 256, 512, 1024),
+                "limit_seeds": 32,
+                "limit_points": 8,
+                "pd_points": 16,
+            },
             # -- architectures grid (issue 6: C6, exploratory) --
+            # C6 and X1-X3 (claims/test_appH_architectures.py): 146 s wall, 149 s CPU measured on the
+            # shared 2-core CPU (load 3-4). Compiling the Lanczos loop and the kernel (~3-5 s per new
+            # shape) is about 60% of it, so 4 widths per architecture (3 for the exploratory nets),
+            # from 32 as in C4. Inputs are 1-D signals (2 channels, length 16): an 8x8 image costs 12
+            # times more per Hessian-vector product (64 positions x 3x3 windows against 16 x 3), which
+            # would not leave room for widths to 256 and the seeds below (2-D convolutions are tested,
+            # and run at the smoke and paper tiers).
+            # Seeds by a power argument: log ||H|| of the swish nets spreads by 0.1-0.25 between seeds
+            # (measured), so 4 widths x 16 seeds put the slope's 90% CI within about +-0.04 (6 seeds
+            # left +-0.08), room for the ~0.05 of log factor the margin allows; tr K / n (16 inputs)
+            # spreads by up to 0.24 at width 32, so 48 seeds (+-0.025; a kernel costs one gradient per
+            # input). The exploratory nets (X1, X2), never judged, get 4 seeds.
+            "architectures": {
+                "cnn_input": (2, 16),
+                "cnn_layers": 3,
+                "resnet_input": (2, 16),
+                "resnet_blocks": 2,
+                "mixed_input": (2, 16),
+                "mixed_conv_layers": 2,
+                "input_dim": 8,
+                "dense_depth": 2,
+                "widths": {
+                    "cnn": (32, 64, 128, 256),
+                    "resnet": (32, 64, 128, 256),
+                    "mixed": (32, 64, 128, 256),
+                    "relu": (64, 128, 256),
+                    "softmax": (64, 128, 256),
+                },
+                "hessian_seeds": 16,
+                "kernel_seeds": 48,
+                "kernel_inputs": 16,
+                "exploratory_seeds": 4,
+            },
         },
     ),
     "paper": Tier(
@@ -149,14 +283,74 @@ TIERS: dict[str, Tier] = {
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": {
                 "identity_widths": (4, 16),
-                "shallow_widths": (30, 100, 1000, 10000, 100000, 1000000),
-                "deep_widths": (64, 256, 1024, 4096, 10000),
-                "bottleneck_widths": (64, 256, 1024, 4096, 10000),
+                "shallow_widths": (1000, 10000, 100000, 1000000),
+                "deep_judged_heads": ("swish", "tanh", "sigmoid", "softmax"),
+                "bottleneck_widths": (64, 256, 1024, 4096, 16384, 65536),
                 "bottleneck_sizes": (1, 3),
+                "bottleneck_seed_factor": 2,
             },
             # -- training grid (issue 4: C11-C16) --
+            # The paper's widths (Fig. 1: 30..1e6 at curve width 1e4; Fig. 2: m = 1e4). Training runs
+            # in float64 even here: the linear output's Delta K falls like 1/m, to ~1e-6 at m = 1e6,
+            # below the round-off that float32 weight updates leave in the kernel.
+            "training": {
+                "dtype": "float64",
+                "input_dim": 8,
+                "n_train": 16,
+                "num_classes": 3,
+                "seeds": 8,
+                "rel_tol": 1e-6,
+                "max_steps": 2000,
+                "chunk": 20,
+                "fig1_widths": (30, 100, 1000, 10000, 100000, 1000000),
+                "curve_width": 10000,
+                "bottleneck_wide": 10000,
+                "bottleneck_sizes": (3, 5, 10, 50, 100, 500, 1000),
+                "bottleneck_seeds": 8,
+                "narrow_wide_widths": (1000, 10000, 100000),
+                "convergence_widths": (30, 100, 1000, 10000, 100000, 1000000),
+                "convergence_max_steps": 8000,
+                "linear_model_widths": (1000, 10000),
+            },
             # -- theory grid (issue 5: C17-C19) --
+            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
+            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
+            # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
+            # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
+            "theory": {
+                "bound_widths": (128, 512, 2048, 8192),
+                "bound_seeds": 8,
+                "lanczos_max_iters": 60,
+                "param_seeds": 8,
+                "limit_widths": (256, 512, 1024, 2048, 4096),
+                "limit_seeds": 32,
+                "limit_points": 8,
+                "pd_points": 16,
+            },
             # -- architectures grid (issue 6: C6, exploratory) --
+            # C6 and X1-X3 on a GPU in float32: 16x16 images for the CNN and the ResNet (4 blocks),
+            # channels to 512 (the mixed net, on signals of length 32, to 1024).
+            "architectures": {
+                "cnn_input": (3, 16, 16),
+                "cnn_layers": 3,
+                "resnet_input": (3, 16, 16),
+                "resnet_blocks": 4,
+                "mixed_input": (2, 32),
+                "mixed_conv_layers": 2,
+                "input_dim": 8,
+                "dense_depth": 2,
+                "widths": {
+                    "cnn": (32, 64, 128, 256, 512),
+                    "resnet": (32, 64, 128, 256, 512),
+                    "mixed": (64, 128, 256, 512, 1024),
+                    "relu": (64, 256, 1024, 4096),
+                    "softmax": (64, 256, 1024, 4096),
+                },
+                "hessian_seeds": 16,
+                "kernel_seeds": 64,
+                "kernel_inputs": 32,
+                "exploratory_seeds": 8,
+            },
         },
     ),
 }

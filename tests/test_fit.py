@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import claims.test_sec3_linear_output as sec3
+import claims.test_sec4_bottleneck as sec4b
+import claims.test_sec4_nonlinear_output as sec4
 from harness.fit import (
     CONFIRMED,
     INCONCLUSIVE,
@@ -80,7 +82,16 @@ CLAIM_CHECKS = [
     ("C3 kernel limit", lambda f: upper_bound_verdict(f, -0.5, sec3.KERNEL_LIMIT_SLOPE_MARGIN), -0.5, [0.0, -0.1]),
     ("C5 inf-norm", lambda f: equality_verdict(f, -0.5, sec3.INF_NORM_SLOPE_MARGIN), -0.5, [0.0, -1.0]),
     ("C5 two-norm", lambda f: equality_verdict(f, 0.0, sec3.TWO_NORM_SLOPE_MARGIN), 0.0, [-0.5, -0.15]),
+    ("C8/C9 Omega(1) Hessian", lambda f: omega1_verdict(f, sec4.OMEGA_SLOPE_MARGIN, sec4.OMEGA_FLOOR), 0.0, [-0.5, -0.35, 0.4]),
+    ("C9 bottleneck gradient", lambda f: omega1_verdict(f, sec4.OMEGA_SLOPE_MARGIN, sec4b.BOTTLENECK_GRADIENT_FLOOR), 0.0, [-0.5, 0.4]),
 ]
+
+
+def test_omega1_checks_reject_a_level_below_their_floor():
+    low = series(0.0, noise=0.1, seeds=16, level=sec4.OMEGA_FLOOR / 3)
+    assert omega1_verdict(low, sec4.OMEGA_SLOPE_MARGIN, sec4.OMEGA_FLOOR).verdict == REFUTED
+    low = series(0.0, noise=0.1, seeds=16, level=sec4b.BOTTLENECK_GRADIENT_FLOOR / 3)
+    assert omega1_verdict(low, sec4.OMEGA_SLOPE_MARGIN, sec4b.BOTTLENECK_GRADIENT_FLOOR).verdict == REFUTED
 
 
 @pytest.mark.parametrize("name,check,right,wrong", CLAIM_CHECKS, ids=[c[0] for c in CLAIM_CHECKS])

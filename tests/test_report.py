@@ -103,6 +103,15 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     assert os.listdir(tmp_path) == ["claims.json"]
 
 
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    """Reports are shared with auditors: not the owner-only mode of a temporary file."""
+    path = tmp_path / "summary.md"
+    atomic_write_text(path, "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 def test_json_is_standard_even_with_non_finite_extras(tmp_path):
     report = RunReport(tmp_path, "smoke", 0, "float64")
     report.add({**_scaling(), "extra": {"ratio": float("inf")}})

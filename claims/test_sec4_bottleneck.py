@@ -1,0 +1,130 @@
+"""Section 4, "Wide neural networks with bottleneck": one narrow layer keeps ||H|| of order one (C9).
+
+Read next to the paper's Section 4 (the paragraph before Table 1): in a network whose hidden layers
+are wide except one of width m_b, the gradient with respect to the bottleneck activations,
+d f / d alpha_b, has m_b entries of order one, so condition (b) of Theorem 3.1 fails and the
+Hessian norm does not vanish with the width m of the other layers. The wide layers still satisfy
+(b): their infinity-norms fall like m^(-1/2) (the per-layer measurement of C5).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from claims.test_sec3_linear_output import INF_NORM_SLOPE_MARGIN
+from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
+from harness import measure
+from harness.fit import equality_verdict, expected_max_abs_normal, omega1_verdict
+from harness.models import FullyConnected
+from harness.report import scaling_record
+from harness.sweep import run_sweep
+
+#: Floor for the bottleneck gradient ||df/dalpha_b||_inf: it is a product of O(1) Gaussian factors
+#: (Sec. 4: |sigma'| |w^(lb+1) . grad_(lb+1) f|); a level below 0.05 at the largest width would mean
+#: it vanishes like the wide layers' entries (0.03 at m = 16384 for C5's layers).
+BOTTLENECK_GRADIENT_FLOOR = 0.05
+
+#: Seeds of the gradient measurements, as a multiple of the Hessian seeds (see the test).
+GRADIENT_SEED_FACTOR = 4
+
+
+def bottleneck_network(width: int, bottleneck: int, input_dim: int) -> FullyConnected:
+    """Three hidden tanh layers [m, m_b, m], all trained, linear output (paper Sec. 4 and Fig. 2)."""
+    return FullyConnected(input_dim, (width, bottleneck, width), "tanh")
+
+
+def bottleneck_seeds(tier, base_seed):
+    return tuple(base_seed + i for i in range(tier.grid("sec4")["bottleneck_seed_factor"] * tier.n_hessian_seeds))
+
+
+@pytest.mark.parametrize("bottleneck", [1, 3], ids=["mb1", "mb3"])
+def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_seed, dtype, judge, progress):
+    """C9 (Sec. 4, Table 1): with a bottleneck of width m_b, ||H|| = O~(1) in m (no decay), while
+    ||df/dalpha_b||_inf = O~(1) at the bottleneck and the wide layers' infinity-norms fall as m^(-1/2).
+    """
+    grid = tier.grid("sec4")
+    if bottleneck not in grid["bottleneck_sizes"]:
+        pytest.skip(f"bottleneck width {bottleneck} is not in the {tier.name} tier")
+    d = tier.input_dim
+    grads_fn = {}
+
+    def hessian_point(width, seed):
+        net = bottleneck_network(width, bottleneck, d)
+        return {
+            "hessian_norm": measure.max_hessian_norm(
+                net, seed, width, dtype, n_inputs=N_INPUTS, tol=tier.lanczos_tol, max_iters=tier.lanczos_max_iters
+            )
+        }
+
+    def gradient_point(width, seed):
+        net = bottleneck_network(width, bottleneck, d)
+        if net not in grads_fn:
+            grads_fn[net] = jax.jit(net.activation_gradients)
+        params, fixed = measure.weights(net, seed, width, dtype)
+        x = measure.inputs(seed, width, d, 1, dtype)[0]
+        g1, gb, g3 = grads_fn[net](params, fixed, x)
+        log_factor = expected_max_abs_normal(width)
+        return {
+            "bottleneck_inf_norm": float(jnp.max(jnp.abs(gb))),
+            "layer1_inf_over_log_factor": float(jnp.max(jnp.abs(g1))) / log_factor,
+            "layer3_inf_over_log_factor": float(jnp.max(jnp.abs(g3))) / log_factor,
+        }
+
+    widths = grid["bottleneck_widths"]
+    seeds = bottleneck_seeds(tier, base_seed)
+    series = run_sweep(widths, seeds, hessian_point, progress, f"C9 mb{bottleneck} Hessian")
+    # Gradients are measured on GRADIENT_SEED_FACTOR times the seeds: every entry below the
+    # bottleneck carries the same random O(1) factor sigma'(z_b) df/dalpha_b (Sec. 4), so these
+    # quantities spread like one Gaussian variable per network, and a gradient costs little.
+    gradient_seeds = tuple(base_seed + i for i in range(GRADIENT_SEED_FACTOR * len(seeds)))
+    gradients = run_sweep(widths, gradient_seeds, gradient_point, progress, f"C9 mb{bottleneck} gradients")
+    fit_h = series.fit("hessian_norm")
+    fit_b = gradients.fit("bottleneck_inf_norm")
+    extra = {"bottleneck": bottleneck, "hidden": "[m, m_b, m]", "activation": "tanh"}
+    records = [
+        scaling_record(
+            "C9",
+            f"mb{bottleneck}-hessian",
+            title=f"bottleneck m_b = {bottleneck}: ||H|| = O~(1) in m (Sec 4)",
+            quantity=f"max over {N_INPUTS} inputs of ||H||",
+            law="slope = 0, level >= floor, CI excludes -1/2",
+            target=0.0,
+            margin=OMEGA_SLOPE_MARGIN,
+            fit=fit_h,
+            verdict=omega1_verdict(fit_h, OMEGA_SLOPE_MARGIN, OMEGA_FLOOR),
+            floor=OMEGA_FLOOR,
+            extra=extra,
+        ),
+        scaling_record(
+            "C9",
+            f"mb{bottleneck}-bottleneck-grad",
+            title=f"bottleneck m_b = {bottleneck}: ||df/dalpha_b||_inf = O~(1) (Sec 4)",
+            quantity="||df/dalpha_b||_inf at the bottleneck layer",
+            law="slope = 0, level >= floor, CI excludes -1/2",
+            target=0.0,
+            margin=OMEGA_SLOPE_MARGIN,
+            fit=fit_b,
+            verdict=omega1_verdict(fit_b, OMEGA_SLOPE_MARGIN, BOTTLENECK_GRADIENT_FLOOR),
+            floor=BOTTLENECK_GRADIENT_FLOOR,
+            extra=extra,
+        ),
+    ]
+    for layer in (1, 3):
+        fit = gradients.fit(f"layer{layer}_inf_over_log_factor")
+        records.append(
+            scaling_record(
+                "C9",
+                f"mb{bottleneck}-layer{layer}-inf",
+                title=f"bottleneck m_b = {bottleneck}: wide layer {layer} ||df/dalpha||_inf = O~(1/sqrt m)",
+                quantity=f"||df/dalpha_{layer}||_inf / E[max of m |N(0,1)|]",
+                law="slope = -1/2",
+                target=-0.5,
+                margin=INF_NORM_SLOPE_MARGIN,
+                fit=fit,
+                verdict=equality_verdict(fit, -0.5, INF_NORM_SLOPE_MARGIN),
+                extra={**extra, "layer": layer},
+            )
+        )
+    judge(*records)

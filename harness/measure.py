@@ -1,0 +1,110 @@
+"""The suite's standard measurements at one (width, seed) point, shared and memoized across claims.
+
+A point is fully determined by the network description, the width and the seed: the weights come
+from ``point_key(seed, width, "init")``, the inputs from ``"data"`` (input i is row i of the same
+draw, so the first inputs agree whatever the number drawn), the Lanczos start vector of input i
+from ``fold_in(point_key(seed, width, "lanczos"), i)`` and a direction in weight space from
+``"direction"``. Because of that, two claims that measure the same thing get the same number, and
+``harness.sweep.memoized`` lets the second one reuse it (Table 1 reuses C4, C8 and C9).
+"""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness.hessian import HessianNorm, hessian_spectral_norm
+from harness.models import sphere_points
+from harness.rng import normal_like
+from harness.sweep import memoized, point_key
+
+
+def inputs(seed: int, width: int, dim: int, n: int, dtype) -> jax.Array:
+    """The first n inputs of a point (on the sphere of radius sqrt(dim))."""
+    return sphere_points(point_key(seed, width, "data"), n, dim, dtype=dtype)
+
+
+#: The weights of the last few points, kept while several inputs and output components of the same
+#: point are measured. Not kept beyond: a sweep's weights would fill memory (hundreds of points of
+#: megabytes each), and redrawing them costs a NumPy draw.
+_RECENT_WEIGHTS: collections.OrderedDict = collections.OrderedDict()
+RECENT_WEIGHTS_KEPT = 4
+
+
+def weights(net, seed: int, width: int, dtype, radius: float = 0.0):
+    """W0 of a point, moved to distance ``radius`` along a uniformly random direction if radius > 0."""
+    key = (net, jnp.dtype(dtype).name, width, seed, radius)
+    if key in _RECENT_WEIGHTS:
+        _RECENT_WEIGHTS.move_to_end(key)
+        return _RECENT_WEIGHTS[key]
+
+    def compute():
+        params, fixed = net.init(point_key(seed, width, "init"), dtype)
+        if radius > 0:
+            direction = normal_like(point_key(seed, width, "direction"), params)
+            norm = jnp.sqrt(sum(jnp.sum(u * u) for u in jax.tree_util.tree_leaves(direction)))
+            params = jax.tree_util.tree_map(lambda w, u: w + (radius / norm) * u, params, direction)
+        return params, fixed
+
+    _RECENT_WEIGHTS[key] = compute()
+    while len(_RECENT_WEIGHTS) > RECENT_WEIGHTS_KEPT:
+        _RECENT_WEIGHTS.popitem(last=False)
+    return _RECENT_WEIGHTS[key]
+
+
+def hessian_estimate(
+    net,
+    seed: int,
+    width: int,
+    dtype,
+    *,
+    input_index: int = 0,
+    component: int = 0,
+    radius: float = 0.0,
+    tol: float,
+    max_iters: int,
+    inner: bool = False,
+    reorth: str = "auto",
+) -> HessianNorm:
+    """The Hessian of output ``component`` at input ``input_index``, by Lanczos (memoized).
+
+    ``inner=True`` measures the inner linear-output network f of f~ = phi(f) (Eq. 11); ``reorth``
+    is passed to ``hessian_spectral_norm``.
+    """
+    key = ("hessian_norm", net, jnp.dtype(dtype).name, width, seed, radius, input_index, component, inner, tol, max_iters, reorth)
+
+    def compute():
+        params, fixed = weights(net, seed, width, dtype, radius)
+        x = inputs(seed, width, net.input_dim, input_index + 1, dtype)[input_index]
+        fn = net.inner_component if inner else net.output_component
+        lanczos_key = jax.random.fold_in(point_key(seed, width, "lanczos"), input_index)
+        return hessian_spectral_norm(
+            fn, params, fixed, x, component, key=lanczos_key, tol=tol, max_iters=max_iters, reorth=reorth
+        )
+
+    return memoized(key, compute)
+
+
+def hessian_norm(net, seed: int, width: int, dtype, **kwargs) -> float:
+    """``hessian_estimate(...).spectral_norm``."""
+    return hessian_estimate(net, seed, width, dtype, **kwargs).spectral_norm
+
+
+def max_hessian_norm(
+    net, seed: int, width: int, dtype, *, n_inputs: int, tol: float, max_iters: int, reorth: str = "auto"
+) -> float:
+    """The largest Hessian norm over the first ``n_inputs`` inputs and every output component."""
+    return float(
+        np.max(
+            [
+                hessian_norm(
+                    net, seed, width, dtype, input_index=i, component=k, tol=tol, max_iters=max_iters, reorth=reorth
+                )
+                for i in range(n_inputs)
+                for k in range(net.num_out)
+            ]
+        )
+    )
