@@ -1,0 +1,196 @@
+"""Section 6, Figure 1: the tangent kernel of a wide network with a non-linear output layer moves (C11, C12).
+
+Read next to the paper: Sec. 4 (Eq. 11-14: f~ = phi(f) has ||H~|| = Omega(1), so its kernel is not
+constant) and Sec. 6 ("Wide neural networks with non-linear output layers", Figure 1). A
+one-hidden-layer tanh network (both layers trained, NTK parameterization, ``section6_network``) is
+trained by full-batch gradient descent on the square loss until convergence (``harness.train``), with
+a linear output, a softmax output over 3 classes, or a swish output f~ = swish(f), and the kernel
+change
+
+    Delta K = sup_t ||K(w_t) - K(w_0)||_F / ||K(w_0)||_F
+
+is measured over the width grid (Fig. 1 left) and along training at one large width (Fig. 1 right).
+The paper's appendix with its data is not among our sources: the data are our own (``synthetic_dataset``:
+points on the sphere, y = phi(sin(u . x)) for scalar heads, one-hot labels for softmax), recorded in
+every record's ``extra``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import harness.figures  # noqa: F401  (registers Fig. 1 and Fig. 2 with the report)
+from harness.fit import bound_verdict, omega1_verdict, upper_bound_verdict
+from harness.report import bound_record, scaling_record
+from harness.sweep import run_sweep
+from harness.train import downsample, fig1_point, grid_dtype
+
+# ------------------------------------------------------------------------------------------------
+# Margins. Each is fixed before looking at data; the reason is on the line.
+
+#: C11 linear output: Delta K <= 2 sup||H|| ||w* - w0|| ||grad f|| / ||K0|| (Prop. 2.2) with
+#: ||w* - w0|| = Theta(1), so Delta K inherits the O~(m^-1/2) law of ||H|| and its log factor,
+#: which moves a local slope by ~0.1 over our widths (as HESSIAN_SLOPE_MARGIN of C2/C4).
+LINEAR_SLOPE_MARGIN = 0.10
+
+#: C11 non-linear outputs: Delta K = A + B with A = Theta(1) (the change of phi'(f)^2, Sec. 4) and
+#: B bounded by the linear-output change, O(m^-1/2) relative; B shifts log Delta K by at most
+#: ~1/sqrt(32) = 0.18 in all over ln(8192/32) = 5.5, a slope of ~0.03; 0.1 leaves room for that
+#: and stays far from the -1/2 of the linear law.
+OMEGA1_SLOPE_MARGIN = 0.10
+
+#: C11/C12: "Omega(1)": the kernel moves by at least 10% of its norm. The linear output's O(m^-1/2)
+#: law puts its Delta K near 0.01 at m ~ 1e4, an order of magnitude below.
+OMEGA1_FLOOR = 0.10
+
+#: C12 linear output: "stays near 0" means sup_t Delta K(t) <= 2% of ||K0|| at the curve width
+#: (>= 8192 at the default and paper tiers), twice the m^-1/2 ~ 0.011 of the law with constant 1.
+NEAR_CONSTANT_LEVEL = 0.02
+
+HEADS = ["linear", "softmax", "swish"]
+
+
+def _grid(tier):
+    return tier.grid("training")
+
+
+def _seeds(grid, base_seed):
+    return tuple(base_seed + i for i in range(grid["seeds"]))
+
+
+def _run_facts(results) -> dict:
+    """How the runs went (steps, stopping, learning rates), for a record's extra."""
+    stopped = [r.stopped for r in results]
+    return {
+        "steps_min": int(min(r.steps for r in results)),
+        "steps_max": int(max(r.steps for r in results)),
+        "stopped_at_tolerance": stopped.count("tolerance"),
+        "stopped_at_cap": stopped.count("cap"),
+        "relative_loss_max": float(max(r.relative_loss for r in results)),
+        "lr_rule": results[0].lr_rule,
+        # Growth of sup_t Delta K(t) over the second half of a run: small means Delta K had
+        # saturated when the run stopped (what a capped run needs for its Delta K to be final).
+        "delta_k_late_growth_max": float(max(_late_growth(r) for r in results)),
+    }
+
+
+def _late_growth(result) -> float:
+    half = result.kernel_steps <= result.steps / 2
+    early = float(np.max(result.kernel_change[half]))
+    return (result.delta_k - early) / result.delta_k if result.delta_k > 0 else 0.0
+
+
+def _network_text(grid, head):
+    c = f" over {grid['num_classes']} classes" if head == "softmax" else ""
+    return f"1 hidden tanh layer (width m), both layers trained, NTK parameterization, {head} output{c}"
+
+
+# ------------------------------------------------------------------------------------------------
+# C11
+@pytest.mark.parametrize("head", HEADS)
+def test_c11_kernel_change_vs_width(head, tier, base_seed, dtype, judge, progress):
+    """C11 (Sec. 6, Fig. 1 left; Sec. 4, Eq. 12-14): Delta K from init to convergence vs width m.
+
+    Linear output: Delta K -> 0 at least as fast as m^(-1/2) (upper-bound verdict on the slope).
+    Softmax and swish outputs: Delta K = Omega(1) (slope 0 within the margin, its CI excluding
+    -1/2, and the level at the largest width above the floor).
+    """
+    grid = _grid(tier)
+    run_dtype = grid_dtype(grid, dtype)
+    results = []
+
+    def measure(width, seed):
+        r = fig1_point(grid, head, width, seed, run_dtype)
+        results.append(r)
+        return {"delta_k": r.delta_k}
+
+    series = run_sweep(grid["fig1_widths"], _seeds(grid, base_seed), measure, progress, f"C11 {head}")
+    fit = series.fit("delta_k")
+    levels = {str(w): float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid["fig1_widths"]}
+    extra = {
+        "network": _network_text(grid, head),
+        "data": results[0].data,
+        "levels_geometric_mean": levels,
+        **_run_facts(results),
+    }
+    if head == "linear":
+        verdict = upper_bound_verdict(fit, -0.5, LINEAR_SLOPE_MARGIN)
+        law, target, margin, floor = "slope <= -1/2 (+margin)", -0.5, LINEAR_SLOPE_MARGIN, None
+    else:
+        verdict = omega1_verdict(fit, OMEGA1_SLOPE_MARGIN, OMEGA1_FLOOR)
+        law, target, margin, floor = "slope = 0, level >= floor (Omega(1))", 0.0, OMEGA1_SLOPE_MARGIN, OMEGA1_FLOOR
+    judge(
+        scaling_record(
+            "C11",
+            head,
+            title=f"Fig. 1 left: Delta K from init to convergence vs m, {head} output",
+            quantity="delta_k",
+            law=law,
+            target=target,
+            margin=margin,
+            fit=fit,
+            verdict=verdict,
+            floor=floor,
+            extra=extra,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# C12
+@pytest.mark.parametrize("head", HEADS)
+def test_c12_kernel_change_along_training(head, tier, base_seed, dtype, judge, progress):
+    """C12 (Sec. 6, Fig. 1 right): Delta K(t) along training at one large width.
+
+    Linear output: sup_t Delta K(t) stays below NEAR_CONSTANT_LEVEL for every seed. Softmax and
+    swish outputs: Delta K(t) at the end of training exceeds OMEGA1_FLOOR for every seed (the
+    kernel has moved, and stays moved, by an amount that does not vanish with width).
+    """
+    grid = _grid(tier)
+    run_dtype = grid_dtype(grid, dtype)
+    width = grid["curve_width"]
+    curves, sups, finals = [], [], []
+    results = []
+    for seed in _seeds(grid, base_seed):
+        r = fig1_point(grid, head, width, seed, run_dtype)
+        results.append(r)
+        steps, values = downsample(r.kernel_steps, r.kernel_change)
+        loss_steps, loss_values = downsample(np.arange(r.loss.size), r.loss / r.loss[0])
+        curves.append({"seed": seed, "steps": steps, "delta_k": values, "loss_steps": loss_steps, "relative_loss": loss_values})
+        sups.append(r.delta_k)
+        finals.append(float(r.kernel_change[-1]))
+    progress(f"C12 {head} width {width}: sup Delta K {max(sups):.3g}, final Delta K min {min(finals):.3g}")
+    extra = {
+        "width": width,
+        "network": _network_text(grid, head),
+        "data": results[0].data,
+        "curves": curves,
+        "sup_delta_k": sups,
+        "final_delta_k": finals,
+        **_run_facts(results),
+    }
+    if head == "linear":
+        worst, limit = max(sups), NEAR_CONSTANT_LEVEL
+        verdict = bound_verdict(worst, limit, f"max over seeds of sup_t Delta K(t) at m={width}")
+        law, quantity = f"sup_t Delta K(t) <= {NEAR_CONSTANT_LEVEL:g}", "max over seeds of sup_t Delta K(t)"
+    else:
+        # "Exceeds the level" as an upper bound: floor / (smallest final Delta K) <= 1.
+        worst, limit = OMEGA1_FLOOR / min(finals), 1.0
+        verdict = bound_verdict(worst, limit, f"{OMEGA1_FLOOR:g} / min over seeds of Delta K(T) at m={width} (min {min(finals):.3g})")
+        law, quantity = f"Delta K(T) >= {OMEGA1_FLOOR:g}", f"{OMEGA1_FLOOR:g} / min over seeds of Delta K at the end of training"
+    judge(
+        bound_record(
+            "C12",
+            head,
+            title=f"Fig. 1 right: Delta K(t) along training at m = {width}, {head} output",
+            quantity=quantity,
+            law=law,
+            worst=worst,
+            limit=limit,
+            verdict=verdict,
+            samples=len(sups),
+            extra=extra,
+        )
+    )
+
