@@ -39,7 +39,10 @@ def test_bad_seed_is_a_usage_error():
 
 def test_paper_tier_refuses_a_cpu():
     result = _pytest("claims", "--scale", "paper", "--collect-only")
-    assert result.returncode == 4 and "needs a GPU" in result.stderr
+    assert result.returncode == 4 and "paper tier is meant for a GPU" in result.stderr
+    # The refusal carries the estimate a user needs to decide, and the way to force it.
+    assert "CPU hours" in result.stderr and "GiB" in result.stderr
+    assert "--force-paper-on-cpu" in result.stderr
 
 
 def test_smoke_subset_runs_write_and_merge_reports(tmp_path):

@@ -1,0 +1,152 @@
+"""Memory and time estimates of each claim family at a tier (for the paper tier and the GPU job).
+
+The estimates are computed from the tier's grids, not measured: for each family, the largest
+network it builds, its parameter count p, and the peak memory of the estimator it runs on it:
+
+* Lanczos on Hessian-vector products: ~10 vectors of p numbers (the current, previous and next
+  Lanczos vectors, the HVP's tangents and cotangents, the weights) plus the stored Krylov basis
+  when partial re-orthogonalization keeps it (``reorth="auto"`` keeps it only when
+  ``max_iters * p * itemsize`` fits 2 GiB, so the basis term is at most 2 GiB);
+* the structured tangent kernel: the per-layer factors, n c sum(m_l) numbers, and the n c x n c
+  kernel, never the n c x p Jacobian;
+* gradient-descent training: the weights at W0 and at W_t, the gradient and the kernel factors.
+
+Time is estimated from memory traffic, which bounds these single-input matrix-vector workloads: a
+Lanczos step (one HVP and its vector updates) moves about 16 p numbers, a full-batch gradient step
+about 4 p (the weights are read once per pass for the whole batch). Summed over every width, seed
+and input of the family's grid at a nominal bandwidth, it is an order of magnitude: enough to tell
+a user that the paper tier is hours on a CPU and minutes on a GPU, not a prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from harness.hessian import DEFAULT_BASIS_BUDGET
+from harness.tiers import Tier
+
+#: Sustained memory bandwidths used for the time estimates (bytes/s): a 2-core cloud CPU, an H100.
+CPU_RATE = 1e10
+GPU_RATE = 2e12
+
+#: Numbers moved per Lanczos step and per gradient-descent step, in units of p.
+LANCZOS_STEP_TRAFFIC = 16
+GD_STEP_TRAFFIC = 4
+
+#: Lanczos steps assumed per Hessian norm (measured: 15-50 at tol 1e-3).
+HVPS_PER_NORM = 40
+
+GiB = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    family: str
+    claims: str
+    network: str
+    params: int
+    peak_bytes: int
+    traffic_bytes: float
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "claims": self.claims,
+            "largest_network": self.network,
+            "params": self.params,
+            "peak_GiB": round(self.peak_bytes / GiB, 3),
+            "cpu_hours": round(self.traffic_bytes / CPU_RATE / 3600, 3),
+            "gpu_minutes": round(self.traffic_bytes / GPU_RATE / 60, 2),
+        }
+
+
+def _mlp_params(d: int, widths: tuple[int, ...], outputs: int = 1) -> int:
+    sizes = (d, *widths)
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) + widths[-1] * outputs
+
+
+def _lanczos_bytes(p: int, itemsize: int, max_iters: int) -> int:
+    basis = max_iters * p * itemsize
+    return 10 * p * itemsize + (basis if basis <= DEFAULT_BASIS_BUDGET else 0)
+
+
+def _hessian_family(name, claims, d, hidden, widths, repeats, tier, itemsize, outputs=1) -> Estimate:
+    """A Hessian sweep: ``hidden(width)`` gives the hidden widths; ``repeats`` norms per width."""
+    sizes = [_mlp_params(d, hidden(w), outputs) for w in widths]
+    top = hidden(max(widths))
+    p = max(sizes)
+    traffic = sum(sizes) * repeats * HVPS_PER_NORM * LANCZOS_STEP_TRAFFIC * itemsize
+    return Estimate(name, claims, f"fc {d}-{'-'.join(map(str, top))}", p, _lanczos_bytes(p, itemsize, tier.lanczos_max_iters), traffic)
+
+
+def estimates(tier: Tier) -> list[Estimate]:
+    """Per claim family: the largest network, its parameters, peak memory and traffic at this tier."""
+    itemsize = 4 if tier.dtype == "float32" else 8
+    d = tier.input_dim
+    radii = len(tier.radii)
+    out = [
+        _hessian_family("shallow Hessian", "C2", 1, lambda w: (w,), tier.shallow_widths, 2 * tier.n_seeds, tier, itemsize),
+        _hessian_family("deep Hessian", "C4 depth 3", d, lambda w: (w,) * 3, tier.deep_widths[3], 2 * tier.n_hessian_seeds * radii, tier, itemsize),
+        _hessian_family("deep Hessian", "C4 depth 2", d, lambda w: (w,) * 2, tier.deep_widths[2], 2 * tier.n_hessian_seeds * radii, tier, itemsize),
+    ]
+    if "sec4" in tier.groups:
+        g = tier.grid("sec4")
+        out.append(_hessian_family("phi(f) Hessian", "C8 shallow", d, lambda w: (w,), g["shallow_widths"], 4 * 4 * tier.n_hessian_seeds, tier, itemsize, 3))
+        out.append(_hessian_family("phi(f) Hessian", "C8 deep, C10", d, lambda w: (w, w), tier.deep_widths[2], 5 * 4 * tier.n_hessian_seeds, tier, itemsize, 3))
+        mb = max(g["bottleneck_sizes"])
+        out.append(_hessian_family("bottleneck Hessian", "C9, C10", d, lambda w: (w, mb, w), g["bottleneck_widths"], 3 * 4 * 2 * tier.n_hessian_seeds, tier, itemsize))
+    if "training" in tier.groups:
+        g = tier.grid("training")
+        t_item = 8 if g.get("dtype") == "float64" else itemsize
+        n, c = g.get("n_train", 16), g.get("num_classes", 3)
+        steps, seeds = g.get("max_steps", 2000), g.get("seeds", 8)
+        widths = g.get("fig1_widths", (1,))
+        m = max(widths)
+        p = _mlp_params(g.get("input_dim", d), (m,), c)
+        factors = n * c * (m + c) + n * (d + m)
+        traffic = sum(_mlp_params(d, (w,), c) for w in widths) * 3 * seeds * steps * GD_STEP_TRAFFIC * t_item
+        out.append(Estimate("training, one hidden layer", "C11, C12, C14-C16", f"fc {d}-{m}-{c}", p, (6 * p + 4 * factors) * t_item, traffic))
+        wide, mbs = g.get("bottleneck_wide", m), g.get("bottleneck_sizes", (1,))
+        p2 = _mlp_params(g.get("input_dim", d), (wide, max(mbs), wide))
+        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g.get("bottleneck_seeds", seeds) * steps * GD_STEP_TRAFFIC * t_item
+        out.append(Estimate("training, bottleneck", "C13", f"fc {d}-{wide}-{max(mbs)}-{wide}", p2, (6 * p2 + 4 * n * (2 * wide + max(mbs))) * t_item, traffic))
+    if "theory" in tier.groups:
+        g = tier.grid("theory")
+        out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g.get("bound_widths", (1,)), 28 * g.get("bound_seeds", 8), tier, itemsize))
+    if "architectures" in tier.groups:
+        g = tier.grid("architectures")
+        conv_widths = [w for name, ws in g.get("widths", {}).items() if name in ("cnn", "resnet") for w in ws]
+        if conv_widths:
+            top = max(conv_widths)
+            layers = max(g.get("cnn_layers", 3), g.get("resnet_blocks", 2))
+            shape = g.get("image_shape", (3, 8, 8))
+            pixels = math.prod(shape[1:])
+            p = layers * top * top * 9 + top * pixels
+            activations = 10 * layers * top * pixels * itemsize
+            traffic = sum(layers * w * w * 9 * pixels for w in conv_widths) * g.get("hessian_seeds", 8) * HVPS_PER_NORM * LANCZOS_STEP_TRAFFIC * itemsize
+            out.append(Estimate("convolutional Hessian", "C6", f"conv x{layers}, {top} channels, {shape}", p, _lanczos_bytes(p, itemsize, tier.lanczos_max_iters) + activations, traffic))
+    return out
+
+
+def summary(tier: Tier) -> dict[str, Any]:
+    rows = [e.row() for e in estimates(tier)]
+    return {
+        "peak_GiB": max(r["peak_GiB"] for r in rows),
+        "cpu_hours": round(sum(r["cpu_hours"] for r in rows), 2),
+        "gpu_minutes": round(sum(r["gpu_minutes"] for r in rows), 1),
+        "families": rows,
+    }
+
+
+def paper_tier_refusal(tier: Tier) -> str:
+    """The one-line reason the paper tier refuses to start on a CPU."""
+    s = summary(tier)
+    largest = max(s["families"], key=lambda r: r["peak_GiB"])
+    return (
+        f"the {tier.name} tier is meant for a GPU: estimated {s['cpu_hours']:.0f} CPU hours "
+        f"(about {s['gpu_minutes']:.0f} GPU minutes) and up to {s['peak_GiB']:.1f} GiB "
+        f"({largest['claims']}, {largest['largest_network']}, {largest['params']:.2g} weights); "
+        "this JAX has only a CPU. Install the CUDA extra (README, 'GPU') or pass --force-paper-on-cpu."
+    )
