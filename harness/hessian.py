@@ -8,8 +8,10 @@ Three methods behind one function, ``hessian_spectral_norm(..., method=...)``:
 * ``"lanczos"`` (default): Lanczos on Hessian-vector products, entirely on the device inside one
   ``lax.while_loop`` (no host round trip per step). Each step costs one Hessian-vector product by
   forward-over-reverse differentiation (``jvp`` of ``grad``), about two to three gradients. The
-  Krylov basis is kept for full re-orthogonalization (two classical Gram-Schmidt passes) unless it
-  would not fit the memory budget; dot products, norms and the tridiagonal eigenproblem are done in
+  Krylov basis is kept for partial re-orthogonalization (Simon's omega recurrence decides when a
+  modified Gram-Schmidt pass is needed; ``reorth="full"`` does it every step) unless it would not fit
+  the memory budget, in which case the plain three-term recurrence runs (``reorth="none"``, see
+  ``lanczos_extremes``); dot products, norms and the tridiagonal eigenproblem are done in
   float64 whatever the model dtype. The iteration stops when the Ritz residuals of both extreme Ritz
   pairs, ``beta_j |s_j|``, fall below ``tol`` times the current norm estimate (a Ritz value with
   residual r lies within r of an eigenvalue), or at the iteration cap. Stopping on the relative
