@@ -238,6 +238,13 @@ def _spatial_size(input_shape: tuple[int, ...]) -> int:
     return math.prod(input_shape[1:])
 
 
+def _conv_stack_shapes(input_shape: tuple[int, ...], channels: tuple[int, ...], kernel_size: int) -> dict[str, tuple[int, ...]]:
+    """Weights W1..WL of a stack of convolutions (C_out, C_in, k, ..., k), one k per spatial axis."""
+    window = (kernel_size,) * (len(input_shape) - 1)
+    ins = (input_shape[0], *channels[:-1])
+    return {f"W{l + 1}": (c_out, c_in, *window) for l, (c_out, c_in) in enumerate(zip(channels, ins))}
+
+
 def _describe_shape(input_shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in input_shape)
 
@@ -284,9 +291,7 @@ class ConvNet(_Model):
 
     @property
     def layer_shapes(self) -> dict[str, tuple[int, ...]]:
-        window = (self.kernel_size,) * (len(self.input_shape) - 1)
-        ins = (self.input_shape[0], *self.channels[:-1])
-        shapes = {f"W{l + 1}": (c_out, c_in, *window) for l, (c_out, c_in) in enumerate(zip(self.channels, ins))}
+        shapes = _conv_stack_shapes(self.input_shape, self.channels, self.kernel_size)
         positions = 1 if self.readout == "pool" else _spatial_size(self.input_shape)
         shapes["V"] = self._readout_shape(self.channels[-1] * positions)
         return shapes
@@ -446,9 +451,7 @@ class ConvDenseNet(_Model):
 
     @property
     def layer_shapes(self) -> dict[str, tuple[int, ...]]:
-        window = (self.kernel_size,) * (len(self.input_shape) - 1)
-        ins = (self.input_shape[0], *self.channels[:-1])
-        shapes = {f"W{l + 1}": (c_out, c_in, *window) for l, (c_out, c_in) in enumerate(zip(self.channels, ins))}
+        shapes = _conv_stack_shapes(self.input_shape, self.channels, self.kernel_size)
         fan_ins = (self.channels[-1] * _spatial_size(self.input_shape), *self.hidden_widths[:-1])
         for j, (m_out, m_in) in enumerate(zip(self.hidden_widths, fan_ins)):
             shapes[f"U{j + 1}"] = (m_out, m_in)
