@@ -43,13 +43,15 @@ def pytest_terminal_summary(terminalreporter):
             f"{_ratio(f'hvp-{dtype}-w1024', f'gradient-{dtype}-w1024')}"
         )
     for width in (256, 1024, 4096):
-        lanczos, power = RESULTS.get(f"hessian-lanczos-w{width}"), RESULTS.get(f"hessian-power-w{width}")
-        if lanczos and power:
-            tr.write_line(
-                f"||H|| to 1e-3, width {width}: Lanczos {lanczos['hvps']} HVPs {lanczos['mean_s']:.2f} s "
-                f"(error {lanczos['rel_error']}) vs power {power['hvps']} HVPs {power['mean_s']:.2f} s "
-                f"(error {power['rel_error']}, dominant sign {power['sign_of_dominant']})"
-            )
+        runs = sorted(name for name in RESULTS if name.startswith("hessian-") and name.endswith(f"-w{width}"))
+        parts = [
+            f"{name[len('hessian-'):-len(f'-w{width}')]} {RESULTS[name]['hvps']} HVPs {RESULTS[name]['mean_s']:.2f} s "
+            f"(error {RESULTS[name]['rel_error']})"
+            for name in runs
+            if "arpack" not in name
+        ]
+        if parts:
+            tr.write_line(f"||H|| to 1e-3, width {width}: " + " | ".join(parts))
     tr.write_line(
         f"tangent kernel width 1024, n 64: Jacobian / structured time = "
         f"{_ratio('kernel-jacobian-w1024-n64', 'kernel-structured-w1024-n64')}"

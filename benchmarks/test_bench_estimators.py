@@ -2,7 +2,7 @@
 
 * Hessian norm of a depth-3 tanh network (float32, widths 256 to 4096): Lanczos (partial
   re-orthogonalization, stop on the Ritz residual at 1e-3) against power iteration stopped on the
-  relative change, both judged against ARPACK (scipy.sparse.linalg.eigsh on the same
+  relative change at 1e-4 and at 1e-5, all judged against ARPACK (scipy.sparse.linalg.eigsh on the same
   Hessian-vector product, both ends of the spectrum in one run, tolerance 1e-6) as the reference: Hessian-vector products used, time,
   and the relative error reached.
 * Tangent kernel of the width-1024 depth-3 network on n = 64 inputs: the structured kernel
@@ -72,13 +72,23 @@ def test_arpack_reference(benchmark, record_result, width):
                   seconds=round(elapsed, 2))
 
 
-@pytest.mark.parametrize("method", ["lanczos", "power"])
+#: (method, stopping tolerance). Lanczos stops on the Ritz residual at the target itself. Power
+#: iteration stops on the relative change of |Rayleigh quotient|, which says little about the error
+#: on these nearly symmetric spectra (|lambda_min| within 1.5% of lambda_max at width 1024, so the
+#: iterate converges slowly and the change is small long before the value is right): it runs at a
+#: tenth and at a hundredth of the target, and the record says which error each reached.
+HESSIAN_RUNS = [("lanczos", TARGET), ("power", TARGET / 10), ("power", TARGET / 100)]
+
+
+def _run_name(method, tol):
+    return method if method == "lanczos" else f"power-tol{tol:.0e}"
+
+
+@pytest.mark.parametrize("method,tol", HESSIAN_RUNS, ids=[_run_name(m, t) for m, t in HESSIAN_RUNS])
 @pytest.mark.parametrize("width", WIDTHS)
-def test_hessian_norm_to_1e3(benchmark, record_result, width, method):
+def test_hessian_norm_to_1e3(benchmark, record_result, width, method, tol):
     net, params, fixed, x = _net(width)
     reference = _arpack_reference(width)
-    # Power iteration stopped on the relative change: 1e-4 is what it needs to be near 1e-3 accurate.
-    tol = TARGET if method == "lanczos" else TARGET / 10
     # Caps: power iteration may need hundreds of steps, so it gets 1000. Lanczos keeps the harness's
     # default cap (100): the cap sizes the stored basis and the larger of the two tridiagonal
     # eigenproblems solved each step, so a cap of 1000 would bill it for a 1000 x 1000 eigh per step
@@ -89,8 +99,8 @@ def test_hessian_norm_to_1e3(benchmark, record_result, width, method):
     result = benchmark.pedantic(run, rounds=3, iterations=1)
     error = abs(result.spectral_norm - reference) / reference
     record_result(
-        f"hessian-{method}-w{width}", benchmark, hvps=result.iterations, rel_error=f"{error:.1e}",
-        reorth=result.reorthogonalizations,
+        f"hessian-{_run_name(method, tol)}-w{width}", benchmark, hvps=result.iterations, rel_error=f"{error:.1e}",
+        reached_target=error <= TARGET, reorth=result.reorthogonalizations,
         sign_of_dominant=("+" if abs(result.lambda_max) >= abs(result.lambda_min) else "-"),
     )
     if method == "lanczos":
