@@ -183,22 +183,65 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
     if hasattr(value, "item"):
         return value.item()
-    if isinstance(value, (set, tuple)):
+    if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
+#: Keys written first, in this order, wherever they occur; the others follow sorted, then
+#: ``TRAILING_KEYS``. A record thus reads claim, variant, title, ... and ends with its points.
+LEADING_KEYS = (
+    "schema", "tier", "runs", "records", "run_id", "claim", "variant", "title", "kind", "quantity", "law",
+    "target", "margin", "floor", "verdict", "reason", "run", "width", "seed", "value",
+)
+TRAILING_KEYS = ("extra", "points")
+
+
+def _json_key(key: Any) -> str:
+    return key if isinstance(key, str) else json.dumps(_finite_json(key))
+
+
+def _ordered_keys(keys: Iterable[str]) -> list[str]:
+    present = set(keys)
+    first = [k for k in LEADING_KEYS if k in present]
+    last = [k for k in TRAILING_KEYS if k in present]
+    return first + sorted(present - set(first) - set(last)) + last
+
+
 def _finite_json(value):
-    """JSON has no NaN/inf: write them as strings so the file stays standard JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
+    """``value`` as plain JSON data in a canonical form, so equal numbers give equal text.
+
+    JSON has no NaN/inf: they are written as strings, so the file stays standard JSON. Numpy and
+    JAX scalars and arrays become Python numbers and lists, tuples and sets lists (sets sorted), and
+    dictionaries get string keys in a fixed order (``LEADING_KEYS``, the rest sorted,
+    ``TRAILING_KEYS``). Floats are then written by ``json`` as ``repr`` writes them: the shortest
+    text that reads back to the same double.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else str(float(value))
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, Mapping):
+        items = {_json_key(k): v for k, v in value.items()}
+        return {k: _finite_json(items[k]) for k in _ordered_keys(items)}
+    if isinstance(value, (set, frozenset)):
+        return [_finite_json(v) for v in sorted(value, key=repr)]
     if isinstance(value, (list, tuple)):
         return [_finite_json(v) for v in value]
+    if hasattr(value, "tolist") or hasattr(value, "item"):
+        return _finite_json(_json_default(value))
     return value
+
+
+def json_text(data: Mapping[str, Any]) -> str:
+    """The text of a ``claims.json`` (or of any report data): canonical (see ``_finite_json``), one key per line."""
+    return json.dumps(_finite_json(data), indent=1, default=_json_default, allow_nan=False) + "\n"
 
 
 def load_records(path: Path) -> dict[str, Any]:
@@ -214,28 +257,30 @@ def load_records(path: Path) -> dict[str, Any]:
 
 
 def run_metadata(tier: str, base_seed: int, dtype: str, wall_time_s: float, args: Sequence[str]) -> dict[str, Any]:
-    """Tier, package versions, device, date and wall time of a run."""
-    import jax
+    """What a run was: tier, seed, date, wall time and its provenance (``harness.provenance``).
 
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = _metadata.version(name)
-        except _metadata.PackageNotFoundError:
-            versions[name] = None
-    devices = jax.devices()
+    The provenance is the source's commit, dirty flag and diff hash, the exact versions, XLA
+    backend and device, x64, CPU model and core count, the command line and the fingerprint of
+    what was measured. ``run_id`` names the run in its records; a rerun of the same code at the
+    same tier and seed gets the same id.
+    """
+    import shlex
+
+    from harness import provenance
+
+    source = provenance.source_state()
+    fingerprint = provenance.fingerprint(tier)
     return {
+        "run_id": provenance.run_id(tier, base_seed, source, fingerprint["sha256"]),
         "tier": tier,
         "base_seed": base_seed,
         "dtype": dtype,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 2),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "device": f"{devices[0].platform}: {devices[0].device_kind} x{len(devices)}",
-        "versions": versions,
-        "command": " ".join(args),
+        **source,
+        **provenance.environment(),
+        "command": shlex.join(str(a) for a in args),
+        "fingerprint": fingerprint,
     }
 
 
@@ -562,15 +607,14 @@ class RunReport:
         from harness.tiers import get_tier
 
         meta["resource_estimates"] = resource_summary(get_tier(self.tier))
-        run_id = meta["date"]
+        run_id = meta["run_id"]
         new = [{**r, "run": run_id} for r in self.records]
         records = merge_records(data["records"], new)
         used = {r.get("run") for r in records}
         runs = {k: v for k, v in data.get("runs", {}).items() if k in used}
         runs[run_id] = meta
         out = {"schema": SCHEMA_VERSION, "tier": self.tier, "runs": runs, "records": records}
-        text = json.dumps(_finite_json(out), indent=1, default=_json_default, allow_nan=False)
-        atomic_write_text(claims_path, text + "\n")
+        atomic_write_text(claims_path, json_text(out))
         written = [claims_path]
         summary_path = self.directory / "summary.md"
         atomic_write_text(summary_path, summary_markdown(out))
