@@ -6,7 +6,15 @@ Options (each also read from an environment variable, the option wins):
 * ``--seed N`` (``LINEARITY_SEED``): the base seed every sweep starts from (default 0);
 * ``--report-dir DIR`` (``LINEARITY_REPORT_DIR``): where ``<tier>/claims.json``, ``summary.md``
   and the figures go (default ``reports/`` beside this file);
-* ``--force-paper-on-cpu``: run the paper tier even without a GPU.
+* ``--force-paper-on-cpu``: run the paper tier even without a GPU;
+* ``--claim ID`` (repeatable, or comma-separated): run only the tests of these claims. Every test
+  in ``claims/`` also carries a marker named after its claim id (``-m C2``), taken from its name
+  (``test_c2_...``, ``test_x1_...``) or from a ``claim`` parameter; ``-k`` stays pytest's own
+  substring match (``-k c2`` also matches ``test_sec2_...``).
+
+A report directory that cannot be created or written, an unknown tier, a bad seed and a malformed
+claim id are usage errors before any work; an unknown claim id is one after collection, naming the
+ids the collected tests have.
 
 Numerical strictness, in the spirit of equinox: float64 on (and x64 enabled for the float64
 accumulators of the estimators), implicit rank promotion raises, warnings are errors
@@ -16,13 +24,20 @@ accumulators of the estimators), implicit rank promotion raises, warnings are er
 from __future__ import annotations
 
 import os
+import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+
+#: A claim id (CLAIMS.md): C<n> for the paper's claims, X<n> for exploratory records.
+CLAIM_ID = re.compile(r"[CX][0-9]+")
+#: Test names that carry their claim id: ``test_c12_...``, ``test_x3_...``.
+CLAIM_TEST_NAME = re.compile(r"test_([cx][0-9]+)_")
 
 
 def pytest_addoption(parser):
@@ -35,6 +50,10 @@ def pytest_addoption(parser):
     group.addoption(
         "--force-paper-on-cpu", action="store_true", default=False, help="run the paper tier without a GPU"
     )
+    group.addoption(
+        "--claim", action="append", default=[], metavar="ID",
+        help="run only the tests of this claim id (C2, X1; repeat or comma-separate for several)",
+    )
 
 
 def _option(config, name: str, env: str, default):
@@ -44,7 +63,44 @@ def _option(config, name: str, env: str, default):
     return value
 
 
+def _report_dir_problem(path: Path) -> str | None:
+    """None when ``path`` is, or can be created as, a writable directory; else why not.
+
+    Nothing is created: a probe file is made and removed in ``path`` or in its nearest existing
+    ancestor (so the check also holds for a user whom permission bits do not stop, such as root).
+    """
+    probe = path
+    try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+    except OSError as err:
+        return f"{probe} cannot be examined ({err.strerror})"
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    try:
+        handle, name = tempfile.mkstemp(prefix=".write-test-", dir=probe)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as err:
+        return f"{probe} is not writable ({err.strerror})"
+    return None
+
+
+def _requested_claims(config) -> set[str]:
+    """The ids given to ``--claim`` (upper-cased; a malformed one is a usage error)."""
+    given = {part.strip() for value in config.getoption("--claim") for part in value.split(",") if part.strip()}
+    bad = sorted(i for i in given if not CLAIM_ID.fullmatch(i.upper()))
+    if bad:
+        raise pytest.UsageError(f"--claim takes claim ids such as C2 or X1, got {', '.join(map(repr, bad))}")
+    return {i.upper() for i in given}
+
+
 def pytest_configure(config):
+    report_root = Path(_option(config, "--report-dir", "LINEARITY_REPORT_DIR", ROOT / "reports"))
+    problem = _report_dir_problem(report_root / str(_option(config, "--scale", "LINEARITY_SCALE", "default")))
+    if problem:
+        raise pytest.UsageError(f"cannot write reports under --report-dir {report_root}: {problem}")
+    claims = _requested_claims(config)
     from harness.tiers import UnknownTierError, get_tier
 
     try:
@@ -58,7 +114,6 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--seed must be an integer, got {seed_text!r}") from None
     if base_seed < 0:
         raise pytest.UsageError(f"--seed must be >= 0, got {base_seed}")
-    report_root = Path(_option(config, "--report-dir", "LINEARITY_REPORT_DIR", ROOT / "reports"))
 
     import jax
 
@@ -68,6 +123,7 @@ def pytest_configure(config):
         from harness.resources import paper_tier_refusal
 
         raise pytest.UsageError(paper_tier_refusal(tier))
+    from harness.provenance import source_state
 
     config._linearity = {
         "tier": tier,
@@ -75,6 +131,9 @@ def pytest_configure(config):
         "report_dir": report_root / tier.name,
         "start": time.time(),
         "report": None,
+        "claims": claims,
+        "source": source_state(),
+        "markers": set(),
     }
 
 
@@ -85,9 +144,11 @@ def pytest_report_header(config):
     import jax
 
     tier = state["tier"]
+    source = state["source"]
+    code = (source["commit"] or "no git")[:12] + (" (dirty)" if source["dirty"] else "")
     return (
         f"linearity-claims: tier {tier.name} ({tier.dtype}), base seed {state['base_seed']}, "
-        f"reports in {state['report_dir']}, jax {jax.__version__} on {jax.default_backend()}"
+        f"reports in {state['report_dir']}, jax {jax.__version__} on {jax.default_backend()}, source {code}"
     )
 
 
@@ -162,6 +223,56 @@ def judge(report, tier):
             pytest.fail("\n".join(failures), pytrace=False)
 
     return check
+
+
+def _claim_sort_key(claim: str) -> tuple[bool, int]:
+    return claim[0] != "C", int(claim[1:])
+
+
+def claim_ids(item) -> list[str]:
+    """The claim ids of a collected test in ``claims/``: from its name or its ``claim`` parameter."""
+    if (ROOT / "claims") not in Path(str(item.path)).resolve().parents:
+        return []
+    ids = set()
+    match = CLAIM_TEST_NAME.match(getattr(item, "originalname", item.name))
+    if match:
+        ids.add(match.group(1).upper())
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    claim = str(params.get("claim", "")).upper()
+    if CLAIM_ID.fullmatch(claim):
+        ids.add(claim)
+    return sorted(ids, key=_claim_sort_key)
+
+
+def pytest_itemcollected(item):
+    """Mark each claim test with its claim ids (``-m C2``), registering each marker once."""
+    state = getattr(item.config, "_linearity", None)
+    for claim in claim_ids(item):
+        if state is not None and claim not in state["markers"]:
+            item.config.addinivalue_line("markers", f"{claim}: the tests of claim {claim} (also --claim {claim})")
+            state["markers"].add(claim)
+        item.add_marker(claim)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """``--claim``: keep the tests of the requested claims; an id no collected test has is an error."""
+    state = getattr(config, "_linearity", None)
+    requested = state["claims"] if state else set()
+    if not requested:
+        return
+    by_item = [(item, set(claim_ids(item))) for item in items]
+    valid = set().union(*(ids for _, ids in by_item))
+    unknown = sorted(requested - valid)
+    if unknown:
+        listed = ", ".join(sorted(valid, key=_claim_sort_key)) or "none (no claim tests were collected)"
+        items[:] = []
+        raise pytest.UsageError(f"unknown claim id {', '.join(unknown)}; valid ids: {listed}")
+    keep = [item for item, ids in by_item if ids & requested]
+    dropped = [item for item, ids in by_item if not ids & requested]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = keep
 
 
 def _selected_every_claim(session) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,3 +76,122 @@ def test_a_full_run_replaces_stale_records(tmp_path):
     assert subset.returncode == 0, subset.stdout + subset.stderr
     keys = {r["claim"] for r in json.loads((directory / "claims.json").read_text())["records"]}
     assert "C99" in keys
+
+
+# --------------------------------------------------------------------------------------------------
+# Claim selection and the report directory
+def _collected(*args):
+    result = _pytest("claims", "--collect-only", *args, env={"LINEARITY_SCALE": "smoke"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sorted(line for line in result.stdout.splitlines() if "::" in line)
+
+
+def test_claim_option_and_marker_select_exactly_that_claims_tests():
+    c2 = _collected("--claim", "C2")
+    assert [line.split("::")[1].split("[")[0] for line in c2] == ["test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width"] * 2
+    assert _collected("-m", "C2") == c2
+    assert len(_collected("-k", "C2")) > len(c2)  # -k stays pytest's substring match (test_sec2_*)
+    x1 = _collected("--claim", "x1")
+    assert "claims/test_appH_architectures.py::test_exploratory_hidden_nonlinearities[X1]" in x1
+    assert not [line for line in x1 if "[X2]" in line or "test_x2" in line or "test_x3" in line]
+    both = _collected("--claim", "C1,C2")
+    assert [line for line in both if "::test_c1_" not in line] == c2 and len(both) > len(c2)
+
+
+def test_unknown_claim_is_a_usage_error_listing_the_valid_ones():
+    result = _pytest("claims", "--claim", "C99", "--collect-only", env={"LINEARITY_SCALE": "smoke"})
+    assert result.returncode == 4
+    assert "unknown claim id C99; valid ids: C1, C2, C3," in result.stderr and ", X1, X2, X3" in result.stderr
+    result = _pytest("claims", "--claim", "bogus", "--collect-only")
+    assert result.returncode == 4 and "--claim takes claim ids such as C2 or X1, got 'bogus'" in result.stderr
+
+
+def test_unwritable_report_dir_fails_at_start_up_in_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    start = time.monotonic()
+    result = _pytest("claims", "--report-dir", str(blocker / "reports"), env={"LINEARITY_SCALE": "smoke"})
+    elapsed = time.monotonic() - start
+    assert result.returncode == 4 and elapsed < 5, (elapsed, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"ERROR: cannot write reports under --report-dir {blocker / 'reports'}: {blocker} is not a directory"]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# The linearity-claims command
+def _cli(*args, cwd=ROOT, timeout=600):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINEARITY_")}
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_console_script_is_installed_and_every_command_has_help(capsys):
+    from importlib.metadata import entry_points
+
+    from harness import cli
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "linearity-claims"]
+    assert script.value == "harness.cli:main"
+    for command in ([], ["run"], ["compare"], ["summary"], ["figures"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: linearity-claims" in capsys.readouterr().out
+
+
+def test_run_is_a_thin_wrapper_over_pytest(tmp_path):
+    from harness import cli
+
+    args = cli.build_parser().parse_args(["run", "--scale", "smoke", "--seed", "2", "--report-dir", "out", "--claim", "C2"])
+    command = cli.pytest_command(args, ["-x"])
+    assert command == [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--scale", "smoke", "--seed", "2",
+                       "--report-dir", "out", "--claim", "C2", "-x"]
+    with pytest.raises(cli.CliError, match="needs the source tree"):
+        cli.pytest_command(args, [], root=tmp_path)
+
+
+def test_run_then_compare_reports_no_difference_and_a_planted_slope_is_named(tmp_path):
+    """The auditor's steps at the smoke tier: two runs at seed 0 agree line for line but the run metadata,
+    a planted slope change fails the comparison and names its record, a run at another seed flips nothing."""
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        result = _cli("run", "--scale", "smoke", "--seed", seed, "--claim", "C2", "--report-dir", str(tmp_path / name),
+                      "--", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+    a, b = (tmp_path / name / "smoke" / "claims.json" for name in "ab")
+    changed = [line for line in difflib.ndiff(a.read_text().splitlines(), b.read_text().splitlines())
+               if line[:2] in ("- ", "+ ")]
+    assert changed and all(('"date"' in x or '"wall_time_s"' in x or '"command"' in x) for x in changed), changed
+    from harness.compare import markdown, run_comparison
+
+    same = run_comparison([str(a), str(b)], threshold=3.0, strict=True)
+    assert same["exit_code"] == 0, markdown(same)
+    assert "**No difference**: 2 records compared" in markdown(same) and same["counts"]["fingerprint_match"] == 2
+    other_seed = run_comparison([str(a), str(tmp_path / "c")], threshold=3.0, strict=False)
+    assert other_seed["counts"]["flips"] == 0 and other_seed["counts"]["compared"] == 2, markdown(other_seed)
+    planted = json.loads(b.read_text())
+    record = planted["records"][0]
+    record["slope"] += 10 * record["stderr"]
+    b.write_text(json.dumps(planted))
+    different = _cli("compare", str(a), str(b))
+    assert different.returncode == 1
+    section = different.stdout.split("## Slopes beyond 3 combined standard errors")[1]
+    assert f"| C2 | {record['variant']} |" in section
+
+
+def test_summary_and_figures_read_claims_json_without_measuring(tmp_path, capsys, monkeypatch):
+    from synthetic_reports import report, scaling, write
+
+    from harness import cli
+
+    monkeypatch.delenv("LINEARITY_SCALE", raising=False)
+    path = write(tmp_path, report([scaling("C2", "tanh-d1"), scaling("C4", "tanh-depth2-R0")]))
+    assert cli.main(["summary", "--scale", "smoke", "--report-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# linearity-claims: smoke tier") and "| C4 | tanh-depth2-R0 |" in out
+    assert cli.main(["figures", str(path.parent), "--out", str(tmp_path / "png")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "png" / "hessian_scaling.png")
+    assert (tmp_path / "png" / "hessian_scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["summary", "--scale", "default", "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no report at" in err
