@@ -205,22 +205,21 @@ def judge(report, tier):
     """``judge(*records)``: add the records to the report, then require confirmed verdicts.
 
     All records are added before any is judged, so a failing claim still leaves its numbers in the
-    report. Exploratory records are recorded only. At the smoke tier a claim that is not confirmed
-    is skipped with its reason (the grids are too small to judge), never passed.
+    report. Exploratory records are recorded only. At the smoke tier a scaling verdict (or a level
+    reached at a large width) that is not confirmed is skipped with its reason (the grids are too
+    small to judge), never passed; an identity or inequality holds at every width, so one that
+    fails fails at the smoke tier too.
     """
+    from harness.report import judgement
 
     def check(*records) -> None:
         for record in records:
             report.add(record)
-        failures = [
-            f"{r['claim']} {r['variant']}: {r['verdict']}: {r['reason']}"
-            for r in records
-            if r["verdict"] not in ("confirmed", "exploratory")
-        ]
-        if failures and not tier.judged:
-            pytest.skip("at the smoke tier: " + "; ".join(failures))
-        if failures:
-            pytest.fail("\n".join(failures), pytrace=False)
+        outcome, text = judgement(records, tier.judged)
+        if outcome == "skip":
+            pytest.skip("at the smoke tier: " + text)
+        if outcome == "fail":
+            pytest.fail(text, pytrace=False)
 
     return check
 

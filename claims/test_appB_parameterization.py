@@ -129,7 +129,11 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
             kernel = np.asarray(tangent_kernel(net, params, fixed, xs, method="structured"), dtype=np.float64)
             knorm = _max_eigenvalue(kernel)
             if parameterization == "standard":
-                out["kernel_standard_fan_in_m"] = _max_eigenvalue(kernel - first_layer_kernel(net, params, fixed, xs))
+                # The trace, not the spectral norm: it is linear in K, so its mean has no Jensen bias
+                # (the spectral norm of a random matrix is biased upwards by its O(1/m) fluctuations,
+                # which pulled the slope of the mean to 0.94 at these widths).
+                fan_in_m = kernel - first_layer_kernel(net, params, fixed, xs)
+                out["kernel_standard_fan_in_m"] = float(np.trace(fan_in_m)) / KERNEL_INPUTS
             out[f"hessian_{parameterization}"] = est.spectral_norm
             out[f"kernel_{parameterization}"] = knorm
             out[f"ratio_{parameterization}"] = est.spectral_norm / knorm
@@ -140,7 +144,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
         out["function_mismatch"] = float(np.max(np.abs(outputs["standard"] - outputs["ntk"]))) / scale
         return out
 
-    seeds = tuple(base_seed + i for i in range(grid["param_seeds"]))
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C18", grid["param_seeds"])))
     # C4's width grid: this claim is C4 (at W0) repeated under the other parameterization.
     series = run_sweep(tier.deep_widths[DEPTH], seeds, measure, progress, f"C18 {ACTIVATION}-depth{DEPTH}")
     mismatch = max(series.values["function_mismatch"])
@@ -172,7 +176,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
          "standard parameterization: ||H|| / ||K|| = O~(m^-1/2) (App B)"),
         ("ratio_ntk", "ntk-ratio", "||H|| / ||K||, NTK parameterization", -0.5, RATIO_SLOPE_MARGIN,
          "NTK parameterization: ||H|| / ||K|| = O~(m^-1/2) (Sec 3)"),
-        ("kernel_standard_fan_in_m", "standard-kernel", "||K - K_W1|| (spectral, 8 inputs; the layers of fan-in m), standard",
+        ("kernel_standard_fan_in_m", "standard-kernel", "tr(K - K_W1) / n (8 inputs; the layers of fan-in m), standard",
          1.0, KERNEL_SLOPE_MARGIN, "standard parameterization: K rescaled by m (App B)"),
         ("hessian_standard", "standard-hessian", "||H||, standard parameterization", 0.5, HESSIAN_SLOPE_MARGIN,
          "standard parameterization: H rescaled by m, ||H|| = O~(sqrt m) (App B)"),

@@ -36,7 +36,7 @@ import pytest
 import claims.test_sec3_linear_output as sec3
 from harness import measure as measure_at
 from harness.architectures import ConvDenseNet, ConvNet, ResNet, SoftmaxHiddenNet
-from harness.fit import LogLogFit, Verdict, equality_verdict, loglog_fit
+from harness.fit import PowerLawFit, Verdict, equality_verdict, power_law_fit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal
 from harness.models import FullyConnected
@@ -70,12 +70,12 @@ ARCHITECTURES = ("cnn", "resnet", "mixed")
 LAZY_ALPHA = 10.0
 
 
-def hessian_verdict(fit: LogLogFit) -> Verdict:
+def hessian_verdict(fit: PowerLawFit) -> Verdict:
     """C6's Hessian check: slope = -1/2 within HESSIAN_SLOPE_MARGIN (TOST on the 90% CI)."""
     return equality_verdict(fit, -0.5, HESSIAN_SLOPE_MARGIN)
 
 
-def kernel_verdict(fit: LogLogFit) -> Verdict:
+def kernel_verdict(fit: PowerLawFit) -> Verdict:
     """C6's kernel check: slope = 0 within KERNEL_SLOPE_MARGIN (TOST on the 90% CI)."""
     return equality_verdict(fit, 0.0, KERNEL_SLOPE_MARGIN)
 
@@ -163,9 +163,13 @@ def _point_measure(architecture: str, grid: dict, tier, dtype, hessian: bool = T
 
 
 def hessian_sweep(architecture: str, tier, base_seed: int, dtype, progress, label: str, seeds_key: str = "hessian_seeds") -> Series:
-    """The Hessian sweep of one architecture over the grid's widths and ``grid[seeds_key]`` seeds."""
+    """The Hessian sweep of one architecture over the grid's widths and ``grid[seeds_key]`` seeds
+    (for C6, the count sized by power in ``tier.sweep_seeds``)."""
     grid = tier.grid("architectures")
-    seeds = _seeds(base_seed, grid[seeds_key])
+    count = grid[seeds_key]
+    if seeds_key == "hessian_seeds":
+        count = tier.sweep_seed_count(f"C6 {architecture}-hessian", count)
+    seeds = _seeds(base_seed, count)
     measure = _point_measure(architecture, grid, tier, dtype)
     return run_sweep(grid["widths"][architecture], seeds, measure, progress, label)
 
@@ -202,7 +206,7 @@ def test_c6_architectures_hessian_and_kernel(architecture, tier, base_seed, dtyp
     series = hessian_sweep(architecture, tier, base_seed, dtype, progress, f"C6 {architecture} Hessian")
     kernel = run_sweep(
         grid["widths"][architecture],
-        _seeds(base_seed, grid["kernel_seeds"]),
+        _seeds(base_seed, tier.sweep_seed_count(f"C6 {architecture}-kernel", grid["kernel_seeds"])),
         _point_measure(architecture, grid, tier, dtype, hessian=False),
         progress,
         f"C6 {architecture} kernel",
@@ -331,11 +335,11 @@ def test_x3_output_rescaling(tier, base_seed, dtype, judge, progress):
     architecture = "cnn"
     series = hessian_sweep(architecture, tier, base_seed, dtype, progress, f"X3 {architecture}")
     records = []
-    base_ratio = loglog_fit(series.widths, rescaled(series, 1.0)["ratio"], series.seeds)
+    base_ratio = power_law_fit(series.widths, rescaled(series, 1.0)["ratio"], series.seeds)
     for name, (alpha, what) in RESCALINGS.items():
         values = rescaled(series, alpha)
-        fit_h = loglog_fit(series.widths, values["hessian_norm"], series.seeds)
-        fit_r = loglog_fit(series.widths, values["ratio"], series.seeds)
+        fit_h = power_law_fit(series.widths, values["hessian_norm"], series.seeds)
+        fit_r = power_law_fit(series.widths, values["ratio"], series.seeds)
         extra = _extra(
             architecture, tier, series,
             alpha=what,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 
 from harness.architectures import SoftmaxHiddenNet
-from harness.fit import loglog_fit, upper_bound_verdict
+from harness.fit import power_law_fit, upper_bound_verdict
 from harness.models import FullyConnected, ScaledOutput
 from harness.report import exploratory_record, scaling_record
 from harness.sweep import run_sweep
@@ -110,7 +110,7 @@ def test_x3_output_rescaling_kernel_change(tier, base_seed, dtype, judge, progre
             values.append(r.delta_k)
             point_seeds.append(seed)
         progress(f"X3 width {width}, alpha {alpha:g}: Delta K {values[-1]:.3g}")
-    fit_alpha = loglog_fit(alphas, values, point_seeds)
+    fit_alpha = power_law_fit(alphas, values, point_seeds)
     by_alpha = scaling_record(
         "X3",
         f"rescaled-vs-alpha-m{width}",

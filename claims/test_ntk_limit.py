@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.fit import bound_verdict, equality_verdict, loglog_fit
+from harness.fit import bound_verdict, equality_verdict, power_law_fit
 from harness.infinite_width import infinite_width_ntk, layer_kernels, ntk_from_layer_kernels
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
@@ -101,7 +101,7 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
         kernels[(width, seed)] = k
         return {"relative_error": _relative_frobenius(k, k_inf)}
 
-    seeds = tuple(base_seed + i for i in range(grid["limit_seeds"]))
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C19", grid["limit_seeds"])))
     widths = grid["limit_widths"]
     series = run_sweep(widths, seeds, measure, progress, f"C19 {activation}-depth{depth}")
     fit_error = series.fit("relative_error")
@@ -117,7 +117,7 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
             var_widths.append(width)
             var_values.append((n_seeds - 1) / n_seeds * float(np.sum((stack[i] - others) ** 2)) / norm2)
             var_seeds.append(s)
-    fit_var = loglog_fit(var_widths, var_values, var_seeds)
+    fit_var = power_law_fit(var_widths, var_values, var_seeds)
     top = max(widths)
     mean_top = np.mean([kernels[(top, s)] for s in seeds], axis=0)
     extra = {

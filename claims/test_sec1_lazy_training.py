@@ -22,7 +22,7 @@ import pytest
 from harness.fit import bound_verdict, equality_verdict, expected_max_abs_normal, upper_bound_verdict
 from harness.report import bound_record, scaling_record
 from harness.sweep import run_sweep
-from harness.train import SEGMENT_POINTS, fig1_point, grid_dtype
+from harness.train import SEGMENT_POINTS, fig1_point, fig1_seeds, grid_dtype
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -49,6 +49,7 @@ def _grid(tier):
 
 
 def _seeds(grid, base_seed):
+    """The training grid's seeds, for every head alike."""
     return tuple(base_seed + i for i in range(grid["seeds"]))
 
 
@@ -71,7 +72,7 @@ def test_c14_weights_move_little_per_coordinate_but_order_one_in_norm(head, tier
         inf = r.final_weight_change_inf
         return {"inf_norm": inf, "inf_norm_over_log_factor": inf / expected_max_abs_normal(width), "two_norm": r.final_weight_change_2}
 
-    series = run_sweep(grid["fig1_widths"], _seeds(grid, base_seed), measure, progress, f"C14 {head}")
+    series = run_sweep(grid["fig1_widths"], fig1_seeds(grid, base_seed, head), measure, progress, f"C14 {head}")
     fit_inf = series.fit("inf_norm_over_log_factor")
     fit_raw = series.fit("inf_norm")
     fit_two = series.fit("two_norm")

@@ -16,12 +16,11 @@ whose kernel must move by a measurable amount.
 
 from __future__ import annotations
 
-import math
 
 import jax.numpy as jnp
 import pytest
 
-from harness.fit import CONFIRMED, REFUTED, Verdict, bound_verdict
+from harness.fit import CONFIRMED, REFUTED, Verdict, bound_verdict, lower_bound_verdict
 from harness.report import bound_record
 from harness.train import LinearizedNetwork, fig1_config, fig1_point, grid_dtype, section6_network, train_point
 
@@ -54,10 +53,7 @@ def constant_kernel_verdict(worst: float, separated: float, tolerance: float) ->
     """Confirmed when the linear model's largest Delta K is within round-off (<= tolerance) and the
     non-linear network's smallest Delta K is at least NONLINEAR_DETECTABLE."""
     constant = bound_verdict(worst, tolerance, "max Delta K of the linear model")
-    # "The network's kernel moves" as an upper bound: NONLINEAR_DETECTABLE / (its smallest Delta K) <= 1.
-    moving = bound_verdict(
-        NONLINEAR_DETECTABLE / separated if separated > 0 else math.inf, 1.0, f"{NONLINEAR_DETECTABLE:g} / min Delta K of the network ({separated:.3g})"
-    )
+    moving = lower_bound_verdict(separated, NONLINEAR_DETECTABLE, "Delta K of the network")
     if constant.confirmed and moving.confirmed:
         return Verdict(CONFIRMED, f"{constant.reason}; {moving.reason}")
     return Verdict(REFUTED, "; ".join(v.reason for v in (constant, moving) if not v.confirmed))

@@ -181,7 +181,8 @@ def test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width(activation, input_d
             "estimator_error": abs(est.spectral_norm - exact) / exact,
         }
 
-    series = run_sweep(tier.shallow_widths, _seeds(tier, base_seed), measure, progress, f"C2 {activation}-d{input_dim}")
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C2", tier.n_seeds)))
+    series = run_sweep(tier.shallow_widths, seeds, measure, progress, f"C2 {activation}-d{input_dim}")
     fit = series.fit("hessian_norm")
     verdict = equality_verdict(fit, -0.5, HESSIAN_SLOPE_MARGIN)
     judge(
@@ -284,7 +285,7 @@ def test_c3_deep_kernel_is_order_one(activation, depth, tier, base_seed, dtype, 
 
     # Eight times the seeds: the test is noise-limited (the spread of K at width 32 is 25-50%) and
     # a kernel diagonal costs one backward pass per input.
-    seeds = tuple(base_seed + i for i in range(8 * tier.n_seeds))
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count(f"C3 {activation}-depth{depth}", 8 * tier.n_seeds)))
     series = run_sweep(tier.deep_widths[depth], seeds, measure, progress, f"C3 {activation}-depth{depth}")
     fit = series.fit("kernel_trace_per_input")
     single = series.fit("kernel_diag_one_input")
@@ -310,7 +311,7 @@ def test_c3_deep_kernel_is_order_one(activation, depth, tier, base_seed, dtype, 
 
 # ------------------------------------------------------------------------------------------------
 # C4
-@pytest.mark.parametrize("radius", [0.0, 1.0, 4.0], ids=["R0", "R1", "R4"])
+@pytest.mark.parametrize("radius", [0.0, 4.0], ids=["R0", "R4"])
 @pytest.mark.parametrize("depth", [2, 3], ids=["depth2", "depth3"])
 @pytest.mark.parametrize("activation", SMOOTH)
 def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, base_seed, dtype, judge, progress):
@@ -332,7 +333,8 @@ def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, b
         return {"hessian_norm": est.spectral_norm, "iterations": est.iterations, "converged": float(est.converged)}
 
     label = f"C4 {activation}-depth{depth}-R{radius:g}"
-    series = run_sweep(tier.deep_widths[depth], _seeds(tier, base_seed, hessian=True), measure, progress, label)
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count(f"C4 {activation}-depth{depth}", tier.n_hessian_seeds)))
+    series = run_sweep(tier.deep_widths[depth], seeds, measure, progress, label)
     fit = series.fit("hessian_norm")
     judge(
         scaling_record(
@@ -361,8 +363,10 @@ def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, b
 def test_c5_backpropagated_gradients_have_no_dominant_neuron(activation, tier, base_seed, dtype, judge, progress):
     """C5 (Thm 3.1 (b), Sec. 3.3): ||df/dalpha_l||_inf = O~(1/sqrt m) while ||df/dalpha_l||_2 = Theta(1).
 
-    For each hidden layer l of a 3-hidden-layer net: no neuron dominates back-propagation (Remark
-    3.2), which is what makes the Hessian norm small.
+    For each hidden layer l of a 3-hidden-layer net below the last: no neuron dominates
+    back-propagation (Remark 3.2), which is what makes the Hessian norm small. The last hidden layer
+    is not recorded: df/dalpha_L = v / sqrt(m) exactly, so its norms are those of a Gaussian vector
+    by construction of the parameterization and cannot fail for a reason of the paper's.
     """
     depth, d = 3, tier.input_dim
     grads_fn = {}
@@ -382,9 +386,10 @@ def test_c5_backpropagated_gradients_have_no_dominant_neuron(activation, tier, b
             out[f"two_norm_layer{l}"] = float(jnp.linalg.norm(g))
         return out
 
-    series = run_sweep(tier.gradient_widths, _seeds(tier, base_seed), measure, progress, f"C5 {activation}")
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C5", tier.n_seeds)))
+    series = run_sweep(tier.gradient_widths, seeds, measure, progress, f"C5 {activation}")
     records = []
-    for l in range(1, depth + 1):
+    for l in range(1, depth):
         fit_raw = series.fit(f"inf_norm_layer{l}")
         fit_inf = series.fit(f"inf_norm_over_log_factor_layer{l}")
         fit_two = series.fit(f"two_norm_layer{l}")

@@ -9,7 +9,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from harness.fit import LogLogFit, Verdict, equality_verdict, loglog_fit, omega1_verdict, upper_bound_verdict  # noqa: E402
+from harness.fit import PowerLawFit, Verdict, equality_verdict, omega1_verdict, power_law_fit, upper_bound_verdict  # noqa: E402
 from harness.hessian import HessianNorm, hessian_spectral_norm  # noqa: E402
 from harness.kernel import kernel_diagonal, relative_kernel_change, tangent_kernel  # noqa: E402
 from harness.models import FullyConnected, shallow_network, sphere_points  # noqa: E402
@@ -18,14 +18,14 @@ from harness.tiers import Tier, get_tier  # noqa: E402
 __all__ = [
     "FullyConnected",
     "HessianNorm",
-    "LogLogFit",
+    "PowerLawFit",
     "Tier",
     "Verdict",
     "equality_verdict",
     "get_tier",
     "hessian_spectral_norm",
     "kernel_diagonal",
-    "loglog_fit",
+    "power_law_fit",
     "omega1_verdict",
     "relative_kernel_change",
     "shallow_network",

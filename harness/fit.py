@@ -1,27 +1,41 @@
-"""Power-law fits in log-log space and the verdicts of CLAIMS.md ("How a claim is judged").
+"""Power-law fits and the verdicts of CLAIMS.md ("How a claim is judged").
 
-A scaling claim is judged by fitting ``log y = a + b log m`` by ordinary least squares over every
-(width, seed) point and comparing the slope b with the paper's exponent:
+A scaling claim fits the law ``E[y] = a m^b`` over every (width, seed) point and compares the
+exponent b with the paper's:
 
-* equality (slope = target): confirmed when the 90% confidence interval of b lies inside
-  ``[target - delta, target + delta]``, which is the two one-sided tests (TOST) equivalence test at
-  level 5%; refuted when the 90% CI lies entirely outside that band; inconclusive otherwise;
-* upper bound (slope <= target, e.g. O(1/sqrt m)): confirmed when the upper end of the 90% CI (a
-  one-sided 95% bound) is <= target + delta; refuted when its lower end is above it;
-* Omega(1) (does not vanish): the equality test with target 0, plus the 90% CI must exclude -1/2
-  (the linear-output law) and the level at the largest width must be above a stated floor.
+* ``power_law_fit``: a generalized linear model with a Gamma family and a log link (statsmodels),
+  so the law is fitted on the mean. Its score equations are those of weighted least squares of y on
+  ``a m^b``; they give a consistent b whatever the variance of y, and the standard error is the
+  sandwich (robust) one, so a relative spread that changes with m biases neither. Log-OLS
+  (``loglog_fit``, kept as the reference it replaced) estimates the slope of E[log y] instead, which
+  differs from that of log E[y] by the slope of -CV^2/2: a Theta(1) quantity whose coefficient of
+  variation falls with m gets a spurious positive slope (tests/test_fit.py shows it).
+* equality (slope = target): confirmed when the 90% CI of b lies inside
+  ``[target - delta, target + delta]`` (two one-sided tests at 5%); refuted when it lies outside;
+  inconclusive otherwise;
+* upper bound (slope <= target): confirmed when the upper end of the 90% CI is <= target + delta;
+* Omega(1) (a positive limit): ``y = a + c m^(-1/2)`` is fitted by OLS with HC3 errors (the
+  paper's finite-width correction is of order m^(-1/2), Eq. 5 and Eq. 13); confirmed when the lower
+  end of the 90% CI of the limit a is above both the claim's absolute floor and half the mean value
+  at the smallest width, and the upper end of the slope's 90% CI is at most +delta (it does not
+  grow). See ``omega1_verdict`` for why half.
 
-Every fit keeps its raw points, the 95% CI (reported) and the 90% CI (used by the verdicts).
+Every judged verdict carries ``p_confirm``: the probability that a rerun with fresh seeds confirms
+it, taking the fitted value as true and its standard error as the rerun's (normal model), and
+``edge_se``: how far, in standard errors, the decisive CI end lies inside its band (negative when
+outside).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import statsmodels.api as sm
+from scipy import stats
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -32,20 +46,29 @@ VERDICTS = (CONFIRMED, REFUTED, INCONCLUSIVE, EXPLORATORY)
 #: A slope needs at least this many distinct widths (two points always fit a line exactly).
 MIN_DISTINCT_WIDTHS = 3
 
+#: Omega(1): the fitted limit must keep at least this fraction of the mean at the smallest width.
+#: A Theta(1) quantity with an O(m^(-1/2)) correction keeps nearly all of it (the phi(f) heads:
+#: 0.9-1.0); a decay m^(-beta) fitted by a + c m^(-1/2) over a sweep of 100x in width or more keeps
+#: less than half for beta >= 0.15 (m^(-1/4): 0.24-0.26, m^(-1/2): 0), so a slow decay is not
+#: mistaken for a limit. Fixed before any verdict was computed with it.
+OMEGA_LIMIT_FRACTION = 0.5
+
 
 class FitError(ValueError):
     """The data cannot support a fit: too few widths, non-finite or non-positive values."""
 
 
 @dataclasses.dataclass(frozen=True)
-class LogLogFit:
-    """OLS fit of ``log(value) = intercept + slope * log(width)``.
+class PowerLawFit:
+    """A fit of ``E[value] = exp(intercept) * width^slope``.
 
     Attributes:
-      slope, intercept, stderr: the fitted exponent, the intercept and the slope's standard error.
+      slope, intercept, stderr: the fitted exponent, the log of the prefactor, the slope's standard
+        error (robust for the GLM).
       ci95, ci90: two-sided confidence intervals of the slope (t distribution, n - 2 dof).
-      r2: coefficient of determination.
+      r2: 1 - deviance / null deviance (GLM), the ordinary R^2 of log values (log-OLS).
       widths, seeds, values: every point used, in input order.
+      method: "gamma-glm-log-link-hc1" or "log-ols".
     """
 
     slope: float
@@ -57,37 +80,40 @@ class LogLogFit:
     widths: tuple[float, ...]
     seeds: tuple[int, ...]
     values: tuple[float, ...]
+    method: str = "gamma-glm-log-link-hc1"
 
     @property
     def n_points(self) -> int:
         return len(self.values)
 
     @property
+    def dof(self) -> int:
+        return self.n_points - 2
+
+    @property
     def distinct_widths(self) -> list[float]:
         return sorted(set(self.widths))
 
+    def mean_at(self, width: float) -> float:
+        """Mean of the values at one width (the law is on the mean)."""
+        return float(np.mean([v for w, v in zip(self.widths, self.values) if w == width]))
+
     def level_at_largest(self) -> float:
-        """Geometric mean of the values at the largest width (the fit is in log space)."""
-        top = max(self.widths)
-        at_top = [v for w, v in zip(self.widths, self.values) if w == top]
-        return float(np.exp(np.mean(np.log(at_top))))
+        return self.mean_at(max(self.widths))
+
+    def level_at_smallest(self) -> float:
+        return self.mean_at(min(self.widths))
 
     def predict(self, width: float) -> float:
         return float(math.exp(self.intercept + self.slope * math.log(width)))
 
 
-def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence[int] | None = None) -> LogLogFit:
-    """Fit ``log(values) = a + b log(widths)`` by OLS over all points (statsmodels).
+#: The name used before the fit moved from log-OLS to the GLM.
+LogLogFit = PowerLawFit
 
-    Args:
-      widths: the width (or other size) of each point; repeated widths are different seeds.
-      values: the measured quantity, > 0 and finite.
-      seeds: the seed of each point, kept for the record (default: all 0).
 
-    Raises:
-      FitError: fewer than 3 distinct widths, mismatched lengths, non-finite or non-positive
-        values or widths.
-    """
+def _points(widths, values, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float arrays of the points; raises FitError naming what is wrong."""
     w = np.asarray(widths, dtype=np.float64).ravel()
     y = np.asarray(values, dtype=np.float64).ravel()
     s = np.zeros(len(w), dtype=np.int64) if seeds is None else np.asarray(seeds).ravel()
@@ -99,7 +125,7 @@ def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence
         raise FitError(f"{int(bad.sum())} non-finite value(s), first at width {w[first]:g}: {y[first]}")
     if (y <= 0).any():
         first = int(np.argmax(y <= 0))
-        raise FitError(f"a log-log fit needs positive values; got {y[first]!r} at width {w[first]:g}")
+        raise FitError(f"a power-law fit needs positive values; got {y[first]!r} at width {w[first]:g}")
     if not np.all(np.isfinite(w)) or (w <= 0).any():
         raise FitError("widths must be positive and finite")
     distinct = np.unique(w)
@@ -108,87 +134,224 @@ def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence
             f"a slope needs at least {MIN_DISTINCT_WIDTHS} distinct widths, got {len(distinct)}: "
             f"{[float(v) for v in distinct]}"
         )
-    X = sm.add_constant(np.log(w))
-    result = sm.OLS(np.log(y), X).fit()
-    ci95 = result.conf_int(alpha=0.05)[1]
-    ci90 = result.conf_int(alpha=0.10)[1]
-    r2 = float(result.rsquared) if np.isfinite(result.rsquared) else 1.0
-    return LogLogFit(
-        slope=float(result.params[1]),
-        intercept=float(result.params[0]),
-        stderr=float(result.bse[1]),
-        ci95=(float(ci95[0]), float(ci95[1])),
-        ci90=(float(ci90[0]), float(ci90[1])),
-        r2=r2,
+    return w, y, s
+
+
+def _t_interval(estimate: float, stderr: float, dof: int, level: float) -> tuple[float, float]:
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * stderr
+    return (estimate - half, estimate + half)
+
+
+def _make_fit(slope, intercept, stderr, r2, w, y, s, method) -> PowerLawFit:
+    dof = len(y) - 2
+    return PowerLawFit(
+        slope=float(slope),
+        intercept=float(intercept),
+        stderr=float(stderr),
+        ci95=_t_interval(float(slope), float(stderr), dof, 0.95),
+        ci90=_t_interval(float(slope), float(stderr), dof, 0.90),
+        r2=float(r2) if np.isfinite(r2) else 1.0,
         widths=tuple(float(v) for v in w),
         seeds=tuple(int(v) for v in s),
         values=tuple(float(v) for v in y),
+        method=method,
     )
+
+
+def power_law_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence[int] | None = None) -> PowerLawFit:
+    """Fit ``E[values] = a widths^b``: Gamma GLM, log link, robust (HC0 x n/(n-2)) standard errors.
+
+    Args:
+      widths: the width (or other size) of each point; repeated widths are different seeds.
+      values: the measured quantity, > 0 and finite.
+      seeds: the seed of each point, kept for the record (default: all 0).
+
+    Raises:
+      FitError: fewer than 3 distinct widths, mismatched lengths, non-finite or non-positive
+        values or widths.
+    """
+    w, y, s = _points(widths, values, seeds)
+    X = sm.add_constant(np.log(w))
+    if np.ptp(y) <= 1e-14 * np.max(y):
+        # An exact power law (a constant series, or noise-free synthetic data): the GLM's deviance
+        # is zero and its sandwich undefined; the least-squares fit of the logs is then exact.
+        return _with_method(loglog_fit(w, y, s), "gamma-glm-log-link-hc1")
+    exact = sm.OLS(np.log(y), X).fit()
+    if exact.ssr <= 1e-24 * len(y):
+        return _with_method(loglog_fit(w, y, s), "gamma-glm-log-link-hc1")
+    family = sm.families.Gamma(sm.families.links.Log())
+    result = sm.GLM(y, X, family=family).fit(cov_type="HC0", start_params=exact.params)
+    # HC0 is biased low in small samples; HC1's n / (n - k) factor (k = 2 parameters) corrects it.
+    stderr = float(result.bse[1]) * math.sqrt(len(y) / (len(y) - 2))
+    r2 = 1.0 - result.deviance / result.null_deviance if result.null_deviance > 0 else 1.0
+    return _make_fit(result.params[1], result.params[0], stderr, r2, w, y, s, "gamma-glm-log-link-hc1")
+
+
+def _with_method(fit: PowerLawFit, method: str) -> PowerLawFit:
+    return dataclasses.replace(fit, method=method)
+
+
+def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence[int] | None = None) -> PowerLawFit:
+    """OLS of ``log(values)`` on ``log(widths)``: the slope of E[log y], biased for the law on E[y].
+
+    Kept as the reference ``power_law_fit`` replaced (and for exact power laws, where both agree).
+    """
+    w, y, s = _points(widths, values, seeds)
+    log_y = np.log(y)
+    result = sm.OLS(log_y, sm.add_constant(np.log(w))).fit()
+    total = float(np.sum((log_y - log_y.mean()) ** 2))
+    r2 = 1.0 - float(result.ssr) / total if total > 0 else 1.0
+    return _make_fit(result.params[1], result.params[0], result.bse[1], r2, w, y, s, "log-ols")
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitFit:
+    """OLS fit of ``value = limit + correction * width^(-1/2)`` with HC3 standard errors."""
+
+    limit: float
+    limit_stderr: float
+    limit_ci90: tuple[float, float]
+    correction: float
+    dof: int
+
+
+def limit_fit(widths: Sequence[float], values: Sequence[float]) -> LimitFit:
+    """The infinite-width limit a of ``y = a + c m^(-1/2)`` (the paper's finite-width correction)."""
+    w, y, _ = _points(widths, values, None)
+    result = sm.OLS(y, sm.add_constant(w**-0.5)).fit(cov_type="HC3")
+    a, se = float(result.params[0]), float(result.bse[0])
+    dof = len(y) - 2
+    return LimitFit(limit=a, limit_stderr=se, limit_ci90=_t_interval(a, se, dof, 0.90), correction=float(result.params[1]), dof=dof)
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """A verdict and the sentence that explains it."""
+    """A verdict, the sentence that explains it and, for a judged statistic, its power.
+
+    Attributes:
+      p_confirm: probability that a rerun with fresh seeds is confirmed (None for bounds).
+      edge_se: distance, in standard errors, from the decisive CI end to the band's edge (> 0 inside).
+      details: numbers the verdict computed besides the fit (the Omega(1) limit and its CI).
+    """
 
     verdict: str
     reason: str
+    p_confirm: float | None = None
+    edge_se: float | None = None
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def confirmed(self) -> bool:
         return self.verdict == CONFIRMED
 
 
-def _ci(fit: LogLogFit) -> tuple[float, float]:
-    return fit.ci90
+def _t90(dof: int) -> float:
+    """The t quantile of a 90% two-sided (95% one-sided) interval."""
+    return float(stats.t.ppf(0.95, dof))
 
 
-def equality_verdict(fit: LogLogFit, target: float, delta: float) -> Verdict:
+def p_confirm_inside(estimate: float, stderr: float, dof: int, low: float, high: float) -> float:
+    """P(a rerun's 90% CI lies inside [low, high]) if the rerun estimate is N(estimate, stderr^2)."""
+    if stderr <= 0:
+        return float(low <= estimate <= high)
+    t = _t90(dof)
+    upper = stats.norm.cdf((high - t * stderr - estimate) / stderr)
+    lower = stats.norm.cdf((low + t * stderr - estimate) / stderr)
+    return float(max(upper - lower, 0.0))
+
+
+def p_confirm_below(estimate: float, stderr: float, dof: int, bound: float) -> float:
+    """P(a rerun's 90% CI ends below ``bound``): the upper-bound test."""
+    return p_confirm_inside(estimate, stderr, dof, -math.inf, bound)
+
+
+def p_confirm_above(estimate: float, stderr: float, dof: int, bound: float) -> float:
+    """P(a rerun's 90% CI starts above ``bound``): a lower-bound test."""
+    return p_confirm_inside(estimate, stderr, dof, bound, math.inf)
+
+
+def _edge(ci: tuple[float, float], stderr: float, low: float, high: float) -> float:
+    gap = min(ci[0] - low, high - ci[1])
+    return float(gap / stderr) if stderr > 0 else math.copysign(math.inf, gap)
+
+
+def equality_verdict(fit: PowerLawFit, target: float, delta: float) -> Verdict:
     """slope = target, judged by TOST: the 90% CI must lie inside [target - delta, target + delta]."""
     _check_margin(delta)
-    lo, hi = _ci(fit)
+    lo, hi = fit.ci90
     band = (target - delta, target + delta)
     text = f"slope {fit.slope:+.3f}, 90% CI [{lo:+.3f}, {hi:+.3f}] vs band [{band[0]:+.3f}, {band[1]:+.3f}]"
+    power = {
+        "p_confirm": p_confirm_inside(fit.slope, fit.stderr, fit.dof, *band),
+        "edge_se": _edge(fit.ci90, fit.stderr, *band),
+    }
     if band[0] <= lo and hi <= band[1]:
-        return Verdict(CONFIRMED, f"{text}: inside")
+        return Verdict(CONFIRMED, f"{text}: inside", **power)
     if hi < band[0] or lo > band[1]:
-        return Verdict(REFUTED, f"{text}: outside")
-    return Verdict(INCONCLUSIVE, f"{text}: overlaps the band's edge")
+        return Verdict(REFUTED, f"{text}: outside", **power)
+    return Verdict(INCONCLUSIVE, f"{text}: overlaps the band's edge", **power)
 
 
-def upper_bound_verdict(fit: LogLogFit, target: float, delta: float) -> Verdict:
+def upper_bound_verdict(fit: PowerLawFit, target: float, delta: float) -> Verdict:
     """slope <= target: the upper end of the 90% CI must be <= target + delta."""
     _check_margin(delta)
-    lo, hi = _ci(fit)
+    lo, hi = fit.ci90
     bound = target + delta
     text = f"slope {fit.slope:+.3f}, 90% CI [{lo:+.3f}, {hi:+.3f}] vs bound {bound:+.3f}"
+    power = {
+        "p_confirm": p_confirm_below(fit.slope, fit.stderr, fit.dof, bound),
+        "edge_se": _edge(fit.ci90, fit.stderr, -math.inf, bound),
+    }
     if hi <= bound:
-        return Verdict(CONFIRMED, f"{text}: below")
+        return Verdict(CONFIRMED, f"{text}: below", **power)
     if lo > bound:
-        return Verdict(REFUTED, f"{text}: above")
-    return Verdict(INCONCLUSIVE, f"{text}: straddles the bound")
+        return Verdict(REFUTED, f"{text}: above", **power)
+    return Verdict(INCONCLUSIVE, f"{text}: straddles the bound", **power)
 
 
-def omega1_verdict(fit: LogLogFit, delta: float, floor: float, excluded: float = -0.5) -> Verdict:
-    """Omega(1): slope within [-delta, delta] (TOST), CI excluding ``excluded``, level above floor.
+def omega1_verdict(fit: PowerLawFit, delta: float, floor: float) -> Verdict:
+    """Omega(1): a positive infinite-width limit, and no growth.
 
-    The level is the geometric mean of the values at the largest width.
+    The limit a of ``y = a + c m^(-1/2)`` (``limit_fit``) must have the lower end of its 90% CI
+    (one-sided 95%) above ``max(floor, OMEGA_LIMIT_FRACTION * mean at the smallest width)``: the
+    absolute floor says the limit is not round-off, the relative one that it is most of what was
+    measured rather than the remnant of a decay. The upper end of the slope's 90% CI must be at most
+    ``+delta`` (Theta(1), not growing). The slope is recorded; it no longer decides the lower side.
     """
     _check_margin(delta)
     if not floor > 0:
         raise ValueError(f"the floor of an Omega(1) claim must be positive, got {floor!r}")
-    lo, hi = _ci(fit)
-    level = fit.level_at_largest()
-    text = (
-        f"slope {fit.slope:+.3f}, 90% CI [{lo:+.3f}, {hi:+.3f}] vs band [{-delta:+.3f}, {delta:+.3f}]; "
-        f"level at m={max(fit.widths):g} is {level:.3g} vs floor {floor:.3g}"
+    limit = limit_fit(fit.widths, fit.values)
+    required = max(floor, OMEGA_LIMIT_FRACTION * fit.level_at_smallest())
+    a_lo, a_hi = limit.limit_ci90
+    s_lo, s_hi = fit.ci90
+    p_limit = p_confirm_above(limit.limit, limit.limit_stderr, limit.dof, required)
+    p_slope = p_confirm_below(fit.slope, fit.stderr, fit.dof, delta)
+    details = {
+        "limit": limit.limit,
+        "limit_stderr": limit.limit_stderr,
+        "limit_ci90_low": a_lo,
+        "limit_ci90_high": a_hi,
+        "limit_required": required,
+        "limit_fraction": OMEGA_LIMIT_FRACTION,
+        "level_at_smallest": fit.level_at_smallest(),
+        "correction": limit.correction,
+    }
+    edge = min(
+        _edge(limit.limit_ci90, limit.limit_stderr, required, math.inf),
+        _edge(fit.ci90, fit.stderr, -math.inf, delta),
     )
-    if level < floor or hi < -delta or lo > delta:
-        return Verdict(REFUTED, f"{text}: fails")
-    if lo <= excluded <= hi:
-        return Verdict(INCONCLUSIVE, f"{text}: CI contains {excluded:+.2f}")
-    if -delta <= lo and hi <= delta:
-        return Verdict(CONFIRMED, f"{text}: holds")
-    return Verdict(INCONCLUSIVE, f"{text}: CI overlaps the band's edge")
+    power = {"p_confirm": p_limit * p_slope, "edge_se": edge, "details": details}
+    text = (
+        f"limit a = {limit.limit:.3g}, 90% CI [{a_lo:.3g}, {a_hi:.3g}] vs required {required:.3g} "
+        f"(max of floor {floor:.3g} and {OMEGA_LIMIT_FRACTION:g} x mean {fit.level_at_smallest():.3g} at "
+        f"m={min(fit.widths):g}); slope {fit.slope:+.3f}, 90% CI [{s_lo:+.3f}, {s_hi:+.3f}] vs bound {delta:+.3f}"
+    )
+    if a_hi < required or s_lo > delta:
+        return Verdict(REFUTED, f"{text}: fails", **power)
+    if a_lo >= required and s_hi <= delta:
+        return Verdict(CONFIRMED, f"{text}: holds", **power)
+    return Verdict(INCONCLUSIVE, f"{text}: undecided", **power)
 
 
 def bound_verdict(worst: float, limit: float, what: str) -> Verdict:
@@ -198,6 +361,15 @@ def bound_verdict(worst: float, limit: float, what: str) -> Verdict:
     if worst <= limit:
         return Verdict(CONFIRMED, f"{what}: worst {worst:.3g} <= {limit:.3g}")
     return Verdict(REFUTED, f"{what}: worst {worst:.3g} > {limit:.3g}")
+
+
+def lower_bound_verdict(least: float, floor: float, what: str) -> Verdict:
+    """A level checked at every sample from below: the smallest value must be >= floor."""
+    if not math.isfinite(least):
+        return Verdict(REFUTED, f"{what}: smallest value is {least}")
+    if least >= floor:
+        return Verdict(CONFIRMED, f"{what}: min {least:.3g} >= {floor:.3g}")
+    return Verdict(REFUTED, f"{what}: min {least:.3g} < {floor:.3g}")
 
 
 def expected_max_abs_normal(m: int) -> float:

@@ -20,22 +20,15 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from harness.fit import EXPLORATORY, VERDICTS, LogLogFit, Verdict
+from harness.fit import EXPLORATORY, VERDICTS, PowerLawFit, Verdict
 
 SCHEMA_VERSION = 1
-
-#: Distributions whose versions go into every run's metadata.
-PACKAGES = ("jax", "jaxlib", "numpy", "scipy", "statsmodels", "matplotlib", "pytest")
-
 
 # --------------------------------------------------------------------------------------------------
 # Records
@@ -48,7 +41,7 @@ def scaling_record(
     law: str,
     target: float,
     margin: float,
-    fit: LogLogFit,
+    fit: PowerLawFit,
     verdict: Verdict,
     size_name: str = "width",
     floor: float | None = None,
@@ -77,8 +70,12 @@ def scaling_record(
         "seeds": sorted(set(fit.seeds)),
         "n_points": fit.n_points,
         "level_at_largest": fit.level_at_largest(),
+        "fit_method": fit.method,
         "verdict": verdict.verdict,
         "reason": verdict.reason,
+        "p_confirm": verdict.p_confirm,
+        "edge_se": verdict.edge_se,
+        **dict(verdict.details),
         "points": [{"width": w, "seed": s, "value": v} for w, s, v in zip(fit.widths, fit.seeds, fit.values)],
     }
     if floor is not None:
@@ -100,8 +97,20 @@ def bound_record(
     verdict: Verdict,
     samples: int,
     extra: Mapping[str, Any] | None = None,
+    direction: str = "at_most",
+    scale_dependent: bool = False,
 ) -> dict[str, Any]:
-    """A record for an identity or inequality checked at every sample (C1, C7, C15, C16, C17)."""
+    """A record for an identity or inequality checked at every sample (C1, C7, C15, C16, C17).
+
+    Args:
+      worst: the largest value seen (``direction="at_most"``: it must be <= limit) or the smallest
+        (``"at_least"``: it must be >= limit, a floor).
+      scale_dependent: the check is about the paper's laws at this tier's widths (a level reached
+        at a large width), not an identity or inequality that holds at any width. It counts with
+        the scaling laws and, like them, is not judged at the smoke tier.
+    """
+    if direction not in ("at_most", "at_least"):
+        raise ValueError(f"direction must be 'at_most' or 'at_least', got {direction!r}")
     record = {
         "claim": claim,
         "variant": variant,
@@ -112,6 +121,8 @@ def bound_record(
         "worst": worst,
         "limit": limit,
         "margin": limit,
+        "direction": direction,
+        "scale_dependent": scale_dependent,
         "n_points": samples,
         "verdict": verdict.verdict,
         "reason": verdict.reason,
@@ -305,8 +316,43 @@ def _fmt(value: Any, spec: str = ".3g") -> str:
 def measured_text(record: Mapping[str, Any]) -> str:
     """The fitted exponent with its 95% CI, or the worst violation of an identity."""
     if record["kind"] == "scaling":
-        return f"{record['slope']:+.3f} [{record['ci_low']:+.3f}, {record['ci_high']:+.3f}]"
-    return f"worst {_fmt(record['worst'])} (limit {_fmt(record['limit'])})"
+        text = f"{record['slope']:+.3f} [{record['ci_low']:+.3f}, {record['ci_high']:+.3f}]"
+        if "limit" in record:
+            text += f"; limit {_fmt(record['limit'])} [{_fmt(record['limit_ci90_low'])}, {_fmt(record['limit_ci90_high'])}] >= {_fmt(record['limit_required'])}"
+        return text
+    if record.get("direction") == "at_least":
+        return f"min {_fmt(record['worst'])} >= {_fmt(record['limit'])}"
+    return f"max {_fmt(record['worst'])} <= {_fmt(record['limit'])}"
+
+
+def is_scaling_evidence(record: Mapping[str, Any]) -> bool:
+    """A fitted law, or a level reached at this tier's widths: evidence about the paper's laws.
+
+    The other records are identities and inequalities that hold at any width (some by
+    construction of the code: the chain rule of Eq. 12-13, Eq. 14's reverse triangle inequality,
+    Eq. 2's mean-value bound); they can still fail, and are counted apart.
+    """
+    return record["kind"] == "scaling" or bool(record.get("scale_dependent"))
+
+
+def judgement(records: Sequence[Mapping[str, Any]], judged_tier: bool) -> tuple[str, str]:
+    """("pass" | "skip" | "fail", the reasons) for the records of one claim test.
+
+    Exploratory records never fail. On a tier too small to judge the scaling laws (smoke), a test
+    whose only failures are scaling evidence is skipped; a failed identity or inequality fails
+    there too, since it holds at every width.
+    """
+    failing = [r for r in records if r["verdict"] not in ("confirmed", EXPLORATORY)]
+    text = "\n".join(f"{r['claim']} {r['variant']}: {r['verdict']}: {r['reason']}" for r in failing)
+    if not failing:
+        return "pass", ""
+    if not judged_tier and all(is_scaling_evidence(r) for r in failing):
+        return "skip", text.replace("\n", "; ")
+    return "fail", text
+
+
+#: A judged record below this chance of confirming again, with fresh seeds, is listed in the summary.
+P_CONFIRM_TARGET = 0.999
 
 
 def cell(text: Any) -> str:
@@ -316,14 +362,15 @@ def cell(text: Any) -> str:
 
 def claims_table(records: Sequence[Mapping[str, Any]]) -> str:
     lines = [
-        "| id | variant | claim | measured (95% CI) | expected | margin | R^2 | points | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| id | variant | claim | measured (95% CI) | expected | margin | R^2 | p_confirm | points | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         r2 = _fmt(r.get("r2"), ".3f") if r["kind"] == "scaling" else ""
+        power = _fmt(r.get("p_confirm"), ".4f") if r["verdict"] != EXPLORATORY else ""
         lines.append(
             f"| {r['claim']} | {cell(r['variant'])} | {cell(r['title'])} | {measured_text(r)} | {cell(r['law'])} | "
-            f"{_fmt(r['margin'])} | {r2} | {r['n_points']} | **{r['verdict']}** |"
+            f"{_fmt(r['margin'])} | {r2} | {power} | {r['n_points']} | **{r['verdict']}** |"
         )
     return "\n".join(lines)
 
@@ -339,9 +386,47 @@ def register_summary_section(fn: Callable[[Sequence[Mapping[str, Any]]], str]):
     return fn
 
 
+def headline(records: Sequence[Mapping[str, Any]]) -> str:
+    """"Scaling laws: X of Y confirmed; identities and inequalities: Z of W hold" (exploratory apart)."""
+    judged = [r for r in records if r["verdict"] != EXPLORATORY]
+    laws = [r for r in judged if is_scaling_evidence(r)]
+    identities = [r for r in judged if not is_scaling_evidence(r)]
+
+    def confirmed(rs):
+        return sum(1 for r in rs if r["verdict"] == "confirmed")
+
+    others = {v: sum(1 for r in judged if r["verdict"] == v) for v in VERDICTS if v not in ("confirmed", EXPLORATORY)}
+    text = (
+        f"**Scaling laws: {confirmed(laws)} of {len(laws)} confirmed; identities and inequalities: "
+        f"{confirmed(identities)} of {len(identities)} hold.** "
+        f"{len(records) - len(judged)} exploratory records (measured, never judged)."
+    )
+    failing = ", ".join(f"{n} {v}" for v, n in others.items() if n)
+    return text + (f" Not confirmed: {failing}." if failing else "")
+
+
+def power_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """The smallest p_confirm of the run and the judged records below P_CONFIRM_TARGET."""
+    powered = sorted(
+        (r for r in records if r["verdict"] != EXPLORATORY and r.get("p_confirm") is not None),
+        key=lambda r: r["p_confirm"],
+    )
+    if not powered:
+        return ""
+    low = [r for r in powered if r["p_confirm"] < P_CONFIRM_TARGET]
+    first = powered[0]
+    text = (
+        f"Power: the smallest p_confirm (chance that a rerun with fresh seeds confirms the record again) "
+        f"is {first['p_confirm']:.4f} ({first['claim']} {first['variant']}) over {len(powered)} judged fits; "
+    )
+    if not low:
+        return text + f"none is below {P_CONFIRM_TARGET}."
+    listed = ", ".join(f"{r['claim']} {r['variant']} {r['p_confirm']:.4f}" for r in low)
+    return text + f"{len(low)} below {P_CONFIRM_TARGET}: {listed}."
+
+
 def summary_markdown(data: Mapping[str, Any]) -> str:
     records = data["records"]
-    counts = {v: sum(1 for r in records if r["verdict"] == v) for v in VERDICTS}
     runs = data.get("runs", {})
     latest = max(runs.values(), key=lambda m: m["date"]) if runs else None
     out = [f"# linearity-claims: {data.get('tier')} tier", ""]
@@ -353,13 +438,21 @@ def summary_markdown(data: Mapping[str, Any]) -> str:
             "",
         ]
     out += [
-        "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts[v]) + ".",
-        "Slopes are OLS fits of log(quantity) on log(width) over all (width, seed) points; the table "
-        "shows the 95% CI, the verdicts use the 90% CI (two one-sided tests at 5%), see README.",
+        headline(records),
         "",
-        "## Claims",
+        "Slopes are fits of E[quantity] = a width^b (Gamma GLM, log link, robust errors) over all "
+        "(width, seed) points; the table shows the 95% CI, the verdicts use the 90% CI (two one-sided "
+        "tests at 5%); an Omega(1) claim is judged on the limit a of quantity = a + c width^(-1/2); see README.",
         "",
-        claims_table(records),
+        power_text(records),
+        "",
+        "## Scaling laws",
+        "",
+        claims_table([r for r in records if is_scaling_evidence(r)]),
+        "",
+        "## Identities and inequalities (hold at every width; some by construction of the code)",
+        "",
+        claims_table([r for r in records if not is_scaling_evidence(r)]),
         "",
     ]
     for section in SUMMARY_SECTIONS:

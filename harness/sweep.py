@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from harness.fit import LogLogFit, loglog_fit
+from harness.fit import PowerLawFit, power_law_fit
 
 #: Independent random streams of one (width, seed) point.
 STREAMS = {"init": 0, "data": 1, "probe": 2, "direction": 3, "lanczos": 4, "labels": 5}
@@ -66,8 +66,8 @@ class Series:
         for name, value in measured.items():
             self.values.setdefault(name, []).append(float(value))
 
-    def fit(self, name: str) -> LogLogFit:
-        return loglog_fit(self.widths, self.values[name], self.seeds)
+    def fit(self, name: str) -> PowerLawFit:
+        return power_law_fit(self.widths, self.values[name], self.seeds)
 
     def at(self, name: str, width: float) -> np.ndarray:
         return np.array([v for w, v in zip(self.widths, self.values[name]) if w == width])

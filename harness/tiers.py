@@ -17,6 +17,14 @@ import os
 from typing import Any
 
 TIER_NAMES = ("smoke", "default", "paper")
+
+#: Sweeps whose seeds are sized per variant (see ``Tier.sweep_seeds``).
+SIZED_SWEEPS = frozenset(
+    [f"C3 {a}-depth{d}" for a in ("tanh", "swish") for d in (2, 3)]
+    + [f"C4 {a}-depth{d}" for a in ("tanh", "swish") for d in (2, 3)]
+    + ["C2", "C5", "C8 shallow", "C10 linear-output", "C17", "C18", "C19"]
+    + [f"C6 {a}-{q}" for a in ("cnn", "resnet", "mixed") for q in ("hessian", "kernel")]
+)
 ENV_VAR = "LINEARITY_SCALE"
 
 
@@ -44,6 +52,7 @@ class Tier:
       lanczos_max_iters: cap on Hessian-vector products per norm.
       groups: grids of the other claim groups by name: "sec4" (C7-C10), "training" (C11-C16),
         "theory" (C17-C19), "architectures" (C6 and exploratory records).
+      sweep_seeds: seeds of the sweeps sized by their own power, by "<claim> <variant>".
     """
 
     name: str
@@ -59,6 +68,17 @@ class Tier:
     lanczos_tol: float
     lanczos_max_iters: int
     groups: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    sweep_seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def sweep_seed_count(self, sweep: str, default: int) -> int:
+        """Seeds of a sweep sized by its own power (``sweep_seeds``), else ``default``.
+
+        Names are "<claim> <variant>" (e.g. "C4 tanh-depth2"); a name not in the table is an error
+        only if it looks misspelt (it must match ``SIZED_SWEEPS``).
+        """
+        if sweep not in SIZED_SWEEPS:
+            raise KeyError(f"unknown sweep {sweep!r}; sized sweeps: {', '.join(sorted(SIZED_SWEEPS))}")
+        return self.sweep_seeds.get(sweep, default)
 
     def grid(self, group: str) -> dict[str, Any]:
         """The grid of a claim group ("sec4", "training", "theory", "architectures")."""
@@ -88,7 +108,7 @@ TIERS: dict[str, Tier] = {
         shallow_widths=(16, 64, 256),
         deep_widths={2: (8, 16, 32), 3: (8, 16, 32)},
         gradient_widths=(16, 64, 256),
-        radii=(0.0, 1.0),
+        radii=(0.0, 4.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=60,
         groups={
@@ -112,10 +132,13 @@ TIERS: dict[str, Tier] = {
                 "n_train": 8,
                 "num_classes": 3,
                 "seeds": 2,
+                "linear_seeds": 2,
                 "rel_tol": 1e-6,
                 "max_steps": 300,
                 "chunk": 20,
                 "fig1_widths": (16, 64, 256),
+                # The exploratory training records need three widths for a slope.
+                "exploratory_widths": (16, 64, 256),
                 "curve_width": 256,
                 "bottleneck_wide": 64,
                 "bottleneck_sizes": (2, 4, 8),
@@ -169,9 +192,60 @@ TIERS: dict[str, Tier] = {
         shallow_widths=(100, 316, 1000, 3162, 10000, 31623),
         deep_widths={2: (32, 64, 128, 256, 512), 3: (32, 64, 128, 256, 512)},
         gradient_widths=(32, 64, 128, 256, 512, 1024, 2048),
-        radii=(0.0, 1.0, 4.0),
+        # R = 1 is not measured: its slopes equalled those of R = 0 and R = 4 to 0.01 (the same
+        # measurement); the seeds it cost went to the variants that needed power.
+        radii=(0.0, 4.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
+        # Seeds by power. A judged slope is confirmed again with probability p_confirm >= 0.999 when
+        # its distance D from the estimate to the band's nearest edge is at least (t_0.95 + z_0.999)
+        # = 4.74 standard errors; with n0 points giving standard error s0 that needs
+        # n >= n0 (4.74 s0 / D)^2 points. The figures below are those of base-seed-0 runs with the
+        # Gamma-GLM fit (first with 8 seeds or the count named, then with the counts here); each
+        # count is that n with a safety factor of 1.2-1.6 for the spread of D between runs, and
+        # "edge" is the resulting distance of the CI's end from the band's (p_confirm ~ Phi(edge)).
+        sweep_seeds={
+            # C2: Eq. 5 is exact for the shallow net, the slope's standard error is < 1e-4.
+            "C2": 4,
+            # C8 shallow phi(f) heads (8 seeds): the smallest edge was 7.3 (sigmoid), 4 leave 4.7.
+            "C8 shallow": 4,
+            # C3 deep, tr K / n (64 seeds): x1.39 (swish-2), x1.09 (tanh-3), x2.26 (swish-3).
+            "C3 tanh-depth2": 64,
+            "C3 swish-depth2": 96,
+            "C3 tanh-depth3": 96,
+            "C3 swish-depth3": 160,
+            # C4: slope -0.436 +- 0.018 for tanh-depth2 (the O~ log factor leaves D = 0.036): x5.8;
+            # swish-depth3 -0.498 +- 0.032: x2.5; tanh-depth3 -0.479 +- 0.018: x1.13; swish-depth2 x<1.
+            # With 48 seeds tanh-depth2 gave -0.444 +- 0.0063 (edge 5.3); 32 gave -0.436 +- 0.0086
+            # (edge 2.5): the estimate itself moves by a standard error, so 48.
+            "C4 tanh-depth2": 48,
+            "C4 swish-depth3": 24,
+            "C4 tanh-depth3": 12,
+            "C4 swish-depth2": 8,
+            # C5 two-norms: tanh-layer2 +0.024 +- 0.0115 against the band's edge 0.05: x4.4. With 48
+            # seeds the smallest edge was 4.8 (swish-layer1-two): 32 leave 3.6.
+            "C5": 32,
+            # C6 (16 Hessian, 48 kernel seeds): mixed x3.1 and x3.3, cnn x1.26 and x1.7, resnet x1.03.
+            # Then cnn-hessian at 24 seeds moved to -0.522 +- 0.021 (edge 2.1): 48 give 3.65;
+            # mixed-hessian at 56 seeds -0.486 +- 0.012 (edge 5.4), at 32 -0.471 +- 0.016 (edge 2.9):
+            # 48; cnn-kernel at 96 edge 3.0: 128 give 3.75.
+            "C6 cnn-hessian": 48,
+            "C6 resnet-hessian": 20,
+            "C6 mixed-hessian": 48,
+            "C6 cnn-kernel": 128,
+            "C6 resnet-kernel": 48,
+            "C6 mixed-kernel": 192,
+            # C10 linear output (max over 4 inputs of ||H||): -0.453 +- 0.013: x1.4; at 16 seeds
+            # -0.450 +- 0.011 (edge 2.8): 24.
+            "C10 linear-output": 24,
+            # C17 kernel change along the GD path (8 seeds): -0.86 +- 0.15 vs bound -0.35: x1.35.
+            "C17": 12,
+            # C18 ratios ||H|| / ||K||: x1.6 at 8 seeds; at 16 the smallest edge was 4.6: 12 give 3.8.
+            "C18": 12,
+            # C19 (32 seeds): the one-seed variance estimates are heavy-tailed, x6.1 (erf-depth3);
+            # at 256 seeds erf-depth3's variance slope was -1.034 +- 0.019: 192 give edge 4.
+            "C19": 192,
+        },
         groups={
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": {
@@ -187,9 +261,11 @@ TIERS: dict[str, Tier] = {
                 # A bottleneck net [m, m_b, m] has ~(d + 2 m_b + 1) m weights: cheap up to 16384.
                 "bottleneck_widths": (64, 256, 1024, 4096, 16384),
                 "bottleneck_sizes": (1, 3),
-                # Seeds per point: twice the Hessian seeds (a scalar bottleneck makes every
-                # quantity as noisy as one Gaussian variable).
-                "bottleneck_seed_factor": 2,
+                # Seeds per point, as a multiple of the Hessian seeds. A scalar bottleneck makes
+                # every quantity as noisy as one Gaussian variable, but with twice the seeds the
+                # smallest edge was 6.1 (C9 mb1 bottleneck gradient, C10 bottleneck 6.7): one
+                # factor leaves 4.1 and 4.2.
+                "bottleneck_seed_factor": 1,
             },
             # -- training grid (issue 4: C11-C16) --
             # Default trims the paper's grids to the 2-core CPU budget (~300 s for C11-C16): Fig. 1
@@ -201,7 +277,13 @@ TIERS: dict[str, Tier] = {
                 "input_dim": 8,
                 "n_train": 16,
                 "num_classes": 3,
-                "seeds": 6,
+                # Seeds by power (see sweep_seeds above). Non-linear heads and C15: with 6 seeds the
+                # smallest edges were 2.4 (C15 kernel change's limit), 2.6 (C14 swish inf-norm) and 3.1
+                # (C11 swish): 10 seeds give 3.6 or more.
+                "seeds": 10,
+                # Linear head (C11 Delta K, C14 weight norms): ||w* - w0||_inf / log factor gave
+                # -0.475 +- 0.025 on 6 seeds against the bound -0.4 (x2.6); at 20 seeds edge 4.9, so 16.
+                "linear_seeds": 16,
                 "rel_tol": 1e-6,
                 "max_steps": 1000,
                 "chunk": 20,
@@ -276,7 +358,7 @@ TIERS: dict[str, Tier] = {
         shallow_widths=(30, 100, 1000, 10000, 100000, 1000000),
         deep_widths={2: (64, 256, 1024, 4096, 10000), 3: (64, 256, 1024, 4096, 10000)},
         gradient_widths=(64, 256, 1024, 4096, 16384),
-        radii=(0.0, 1.0, 4.0),
+        radii=(0.0, 4.0),
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
         groups={
@@ -299,6 +381,7 @@ TIERS: dict[str, Tier] = {
                 "n_train": 16,
                 "num_classes": 3,
                 "seeds": 8,
+                "linear_seeds": 16,
                 "rel_tol": 1e-6,
                 "max_steps": 2000,
                 "chunk": 20,

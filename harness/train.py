@@ -624,6 +624,13 @@ def grid_dtype(grid, tier_dtype) -> jnp.dtype:
     return jnp.dtype(grid.get("dtype", tier_dtype))
 
 
+def fig1_seeds(grid: dict, base_seed: int, head: str) -> tuple[int, ...]:
+    """Seeds of a Fig. 1 width sweep (C11, C14): ``grid["linear_seeds"]`` for the linear head, whose
+    slopes need more power, ``grid["seeds"]`` for the others."""
+    count = grid["linear_seeds"] if head == "linear" else grid["seeds"]
+    return tuple(base_seed + i for i in range(count))
+
+
 def fig1_config(grid) -> TrainConfig:
     """The ``TrainConfig`` of the Fig. 1 runs of a tier's training grid.
 

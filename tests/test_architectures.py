@@ -11,7 +11,7 @@ import pytest
 
 import claims.test_appH_architectures as apph
 from harness.architectures import ConvDenseNet, ConvNet, ResNet, SoftmaxHiddenNet, _conv, reference_conv
-from harness.fit import CONFIRMED, REFUTED, loglog_fit
+from harness.fit import CONFIRMED, REFUTED, power_law_fit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal, tangent_kernel
 from harness.models import FullyConnected, sphere_points
@@ -237,7 +237,7 @@ def _series(slope, noise=0.08, seeds=4, seed=0):
     w = np.repeat(WIDTHS, seeds).astype(float)
     s = np.tile(np.arange(seeds), len(WIDTHS))
     y = 0.1 * (w / w[0]) ** slope * np.exp(noise * rng.normal(size=w.size))
-    return loglog_fit(w, y, s)
+    return power_law_fit(w, y, s)
 
 
 def test_c6_hessian_check_accepts_minus_half_and_rejects_wrong_exponents():

@@ -12,7 +12,7 @@ import pytest
 from claims.test_sec3_linear_output import HESSIAN_SLOPE_MARGIN
 from claims.test_sec4_nonlinear_output import OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness import measure
-from harness.fit import CONFIRMED, equality_verdict, loglog_fit, omega1_verdict
+from harness.fit import CONFIRMED, equality_verdict, power_law_fit, omega1_verdict
 from harness.models import FullyConnected
 
 WIDTHS = (1000, 4000, 16000)
@@ -27,7 +27,7 @@ def _series(make_net, widths=WIDTHS, n_inputs=2):
             w.append(width)
             s.append(seed)
             v.append(measure.max_hessian_norm(net, seed, width, "float64", n_inputs=n_inputs, tol=1e-3, max_iters=100))
-    return loglog_fit(w, v, s)
+    return power_law_fit(w, v, s)
 
 
 def _shallow(head):

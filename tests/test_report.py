@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness.fit import bound_verdict, equality_verdict, loglog_fit
+from harness.fit import bound_verdict, equality_verdict, lower_bound_verdict, power_law_fit
 from harness.report import (
     RunReport,
     atomic_write_text,
@@ -22,7 +22,7 @@ from harness.report import (
 def _scaling(claim="C2", variant="tanh-d1", slope=-0.5):
     widths = [100, 100, 1000, 1000, 10000, 10000]
     values = [w**slope * (1.1 if i % 2 else 0.9) for i, w in enumerate(widths)]
-    fit = loglog_fit(widths, values, [0, 1] * 3)
+    fit = power_law_fit(widths, values, [0, 1] * 3)
     return scaling_record(
         claim, variant, title="t", quantity="hessian_norm", law="slope = -1/2", target=-0.5, margin=0.1,
         fit=fit, verdict=equality_verdict(fit, -0.5, 0.1), extra={"radius": 0.0},
@@ -120,8 +120,46 @@ def test_json_is_standard_even_with_non_finite_extras(tmp_path):
     assert data["records"][0]["extra"]["ratio"] == "inf"
 
 
-def test_summary_counts_verdicts():
-    data = {"tier": "default", "runs": {}, "records": [_scaling("C2", "a"), _scaling("C2", "b", 0.0)]}
+def test_summary_counts_scaling_laws_apart_from_identities():
+    identity = bound_record("C7", "tanh", title="t", quantity="q", law="0", worst=1e-16, limit=1e-10,
+                            verdict=bound_verdict(1e-16, 1e-10, "q"), samples=4)
+    level = bound_record("C12", "swish", title="t", quantity="q", law=">= 0.1", worst=0.5, limit=0.1,
+                         verdict=lower_bound_verdict(0.5, 0.1, "min Delta K(T)"), samples=4,
+                         direction="at_least", scale_dependent=True)
+    data = {"tier": "default", "runs": {}, "records": [_scaling("C2", "a"), _scaling("C2", "b", 0.0), identity, level]}
     data["records"][1]["verdict"] = "refuted"
     text = summary_markdown(data)
-    assert "1 confirmed, 1 refuted" in text
+    assert "Scaling laws: 2 of 3 confirmed; identities and inequalities: 1 of 1 hold." in text
+    assert "Not confirmed: 1 refuted." in text
+    # Numbers before words: the measured value against its floor, not an inverted ratio.
+    assert "min 0.5 >= 0.1" in text and "max 1e-16 <= 1e-10" in text
+    assert text.index("## Scaling laws") < text.index("| C12 | swish |") < text.index("## Identities") < text.index("| C7 | tanh |")
+
+
+def test_summary_names_the_smallest_p_confirm_and_lists_the_weak_records():
+    strong = _scaling("C2", "a")
+    weak = {**_scaling("C4", "b"), "p_confirm": 0.5}
+    text = summary_markdown({"tier": "default", "runs": {}, "records": [strong, weak]})
+    assert "smallest p_confirm" in text and "is 0.5000 (C4 b)" in text
+    assert "below 0.999: C4 b 0.5000" in text
+    assert 0.0 <= strong["p_confirm"] <= 1.0 and strong["edge_se"] is not None
+
+
+def test_a_bound_record_rejects_an_unknown_direction():
+    with pytest.raises(ValueError, match="direction"):
+        bound_record("C1", "x", title="t", quantity="q", law="0", worst=0.0, limit=1.0,
+                     verdict=bound_verdict(0.0, 1.0, "q"), samples=1, direction="sideways")
+
+
+def test_the_smoke_tier_skips_scaling_failures_but_fails_a_broken_identity():
+    from harness.report import judgement
+
+    bad_slope = {**_scaling("C2", "a"), "verdict": "inconclusive"}
+    bad_identity = bound_record("C7", "tanh", title="t", quantity="q", law="0", worst=1e-3, limit=1e-10,
+                                verdict=bound_verdict(1e-3, 1e-10, "q"), samples=4)
+    assert judgement([_scaling()], judged_tier=False) == ("pass", "")
+    assert judgement([bad_slope], judged_tier=False)[0] == "skip"
+    assert judgement([bad_slope], judged_tier=True)[0] == "fail"
+    assert judgement([bad_slope, bad_identity], judged_tier=False)[0] == "fail"
+    outcome, text = judgement([bad_identity], judged_tier=False)
+    assert outcome == "fail" and "C7 tanh: refuted" in text
