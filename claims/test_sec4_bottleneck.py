@@ -16,7 +16,7 @@ import pytest
 from claims.test_sec3_linear_output import INF_NORM_SLOPE_MARGIN
 from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness import measure
-from harness.fit import equality_verdict, expected_max_abs_normal, omega1_verdict
+from harness.fit import OMEGA1_LAW, equality_verdict, expected_max_abs_normal, omega1_verdict
 from harness.models import FullyConnected
 from harness.report import scaling_record
 from harness.sweep import run_sweep
@@ -88,7 +88,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
             f"mb{bottleneck}-hessian",
             title=f"bottleneck m_b = {bottleneck}: ||H|| = O~(1) in m (Sec 4)",
             quantity=f"max over {N_INPUTS} inputs of ||H||",
-            law="slope = 0, level >= floor, CI excludes -1/2",
+            law=OMEGA1_LAW,
             target=0.0,
             margin=OMEGA_SLOPE_MARGIN,
             fit=fit_h,
@@ -101,7 +101,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
             f"mb{bottleneck}-bottleneck-grad",
             title=f"bottleneck m_b = {bottleneck}: ||df/dalpha_b||_inf = O~(1) (Sec 4)",
             quantity="||df/dalpha_b||_inf at the bottleneck layer",
-            law="slope = 0, level >= floor, CI excludes -1/2",
+            law=OMEGA1_LAW,
             target=0.0,
             margin=OMEGA_SLOPE_MARGIN,
             fit=fit_b,

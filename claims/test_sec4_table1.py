@@ -24,7 +24,7 @@ from claims.test_sec3_linear_output import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MA
 from claims.test_sec4_bottleneck import bottleneck_network, bottleneck_seeds
 from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN, network
 from harness import measure
-from harness.fit import CONFIRMED, INCONCLUSIVE, REFUTED, Verdict, equality_verdict, omega1_verdict
+from harness.fit import CONFIRMED, INCONCLUSIVE, OMEGA1_LAW, REFUTED, Verdict, equality_verdict, omega1_verdict
 from harness.kernel import kernel_diagonal
 from harness.report import scaling_record
 from harness.sweep import run_sweep
@@ -95,7 +95,7 @@ def test_c10_table1_row(row, tier, base_seed, dtype, judge, progress):
         h_law, h_margin, h_target = "slope = -1/2", HESSIAN_SLOPE_MARGIN, -0.5
     else:
         h_verdict = omega1_verdict(hessian, OMEGA_SLOPE_MARGIN, OMEGA_FLOOR)
-        h_law, h_margin, h_target = "slope = 0, level >= floor, CI excludes -1/2", OMEGA_SLOPE_MARGIN, 0.0
+        h_law, h_margin, h_target = OMEGA1_LAW, OMEGA_SLOPE_MARGIN, 0.0
     k_verdict = equality_verdict(ntk, 0.0, KERNEL_SLOPE_MARGIN)
     # Transition to linearity: a vanishing Hessian next to a Theta(1) kernel (Prop. 2.2).
     if h_verdict.confirmed and k_verdict.confirmed:

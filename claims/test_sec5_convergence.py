@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from harness.fit import bound_verdict, omega1_verdict
+from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict
 from harness.models import TANH_LINEAR_A
 from harness.report import bound_record, exploratory_record, scaling_record
 from harness.sweep import run_sweep
@@ -169,7 +169,7 @@ def test_c15_gradient_descent_converges_exponentially_without_linearity(tier, ba
             f"{HEAD}-kernel-change",
             title="Thm 5.1 setting: Delta K of f~ = phi(f) stays Omega(1) while GD converges (Sec 5)",
             quantity="delta_k",
-            law="slope = 0, level >= floor (Omega(1))",
+            law=OMEGA1_LAW,
             target=0.0,
             margin=OMEGA1_SLOPE_MARGIN,
             fit=fit,

@@ -54,6 +54,10 @@ MIN_DISTINCT_WIDTHS = 3
 OMEGA_LIMIT_FRACTION = 0.5
 
 
+#: The law an Omega(1) record states (see ``omega1_verdict``).
+OMEGA1_LAW = "Omega(1): limit a of a + c m^(-1/2) >= max(floor, 1/2 mean at the smallest m); slope <= +margin"
+
+
 class FitError(ValueError):
     """The data cannot support a fit: too few widths, non-finite or non-positive values."""
 
