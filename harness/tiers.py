@@ -73,8 +73,8 @@ class Tier:
     def sweep_seed_count(self, sweep: str, default: int) -> int:
         """Seeds of a sweep sized by its own power (``sweep_seeds``), else ``default``.
 
-        Names are "<claim> <variant>" (e.g. "C4 tanh-depth2"); a name not in the table is an error
-        only if it looks misspelt (it must match ``SIZED_SWEEPS``).
+        Names are "<claim> <variant>" (e.g. "C4 tanh-depth2") and must be in ``SIZED_SWEEPS``, so a
+        misspelt name is an error; a tier that does not size a listed sweep uses ``default``.
         """
         if sweep not in SIZED_SWEEPS:
             raise KeyError(f"unknown sweep {sweep!r}; sized sweeps: {', '.join(sorted(SIZED_SWEEPS))}")
