@@ -112,10 +112,6 @@ class PowerLawFit:
         return float(math.exp(self.intercept + self.slope * math.log(width)))
 
 
-#: The name used before the fit moved from log-OLS to the GLM.
-LogLogFit = PowerLawFit
-
-
 def _points(widths, values, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated float arrays of the points; raises FitError naming what is wrong."""
     w = np.asarray(widths, dtype=np.float64).ravel()
