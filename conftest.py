@@ -12,6 +12,13 @@ Options (each also read from an environment variable, the option wins):
   (``test_c2_...``, ``test_x1_...``) or from a ``claim`` parameter; ``-k`` stays pytest's own
   substring match (``-k c2`` also matches ``test_sec2_...``).
 
+Parallel runs (pytest-xdist, on by default: ``-n auto`` in ``pyproject.toml``):
+one worker process per CPU core at the CPU tiers, none at the paper tier (one process owns the
+GPU) or for ``--collect-only`` and the benchmarks; ``-n 0`` runs everything in this process. Tests
+of one claims module stay in one worker, and so do the modules of ``SHARED_MEASUREMENT_GROUPS``,
+so a claim that reuses another's memoized measurements still finds them and compiled functions are
+shared; workers send their records to the controller, which writes the report once.
+
 A report directory that cannot be created or written, an unknown tier, a bad seed and a malformed
 claim id are usage errors before any work; an unknown claim id is one after collection, naming the
 ids the collected tests have.
@@ -23,6 +30,7 @@ accumulators of the estimators), implicit rank promotion raises, warnings are er
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -38,6 +46,17 @@ ROOT = Path(__file__).resolve().parent
 CLAIM_ID = re.compile(r"[CX][0-9]+")
 #: Test names that carry their claim id: ``test_c12_...``, ``test_x3_...``.
 CLAIM_TEST_NAME = re.compile(r"test_([cx][0-9]+)_")
+
+#: Claims modules whose tests reuse each other's memoized measurements (``harness.sweep.memoized``):
+#: Table 1 (C10) reads the Hessian norms of C8 and C9; C14 and C16 reuse the Fig. 1 training runs
+#: of C11. A parallel run keeps each group in one worker process; every other claims module is a
+#: group of its own.
+SHARED_MEASUREMENT_GROUPS = {
+    "sec4-hessians": ("test_sec4_nonlinear_output.py", "test_sec4_bottleneck.py", "test_sec4_table1.py"),
+    "fig1-training": ("test_sec6_fig1_nonlinear_output.py", "test_sec1_lazy_training.py", "test_sec2_linear_model.py"),
+}
+#: Most worker processes a CPU run starts (each holds its own compiled functions, ~1-2 GB).
+MAX_WORKERS = 8
 
 
 def pytest_addoption(parser):
@@ -95,6 +114,51 @@ def _requested_claims(config) -> set[str]:
     return {i.upper() for i in given}
 
 
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def worker_group(nodeid: str) -> str:
+    """The unit of work a parallel run sends to one worker: for a test in ``claims/`` its module or
+    its shared-measurement group, for any other test the test itself."""
+    module = nodeid.split("::")[0]
+    path = Path(module)
+    if path.parent != Path("claims"):
+        return nodeid
+    for group, modules in SHARED_MEASUREMENT_GROUPS.items():
+        if path.name in modules:
+            return group
+    return module
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist load`` (the default under ``-n``) schedules whole ``worker_group`` units."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ClaimGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return ClaimGroupScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per CPU core (at most MAX_WORKERS) on the CPU tiers; 0 (no workers) at
+    the paper tier, for ``--collect-only`` and for a run of the benchmarks (timings need the
+    machine to themselves)."""
+    scale = config.getoption("--scale") or os.environ.get("LINEARITY_SCALE") or "default"
+    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd()]
+    benchmarks_only = all(ROOT / "benchmarks" in (a, *a.parents) for a in args)
+    if scale == "paper" or config.option.collectonly or benchmarks_only:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, MAX_WORKERS))
+
+
 def pytest_configure(config):
     report_root = Path(_option(config, "--report-dir", "LINEARITY_REPORT_DIR", ROOT / "reports"))
     problem = _report_dir_problem(report_root / str(_option(config, "--scale", "LINEARITY_SCALE", "default")))
@@ -134,6 +198,8 @@ def pytest_configure(config):
         "claims": claims,
         "source": source_state(),
         "markers": set(),
+        "worker_records": [],
+        "worker_complete": [],
     }
 
 
@@ -189,10 +255,18 @@ def progress(pytestconfig, request):
     start = time.time()
     name = request.node.name
 
+    worker = pytestconfig.workerinput["workerid"] if _is_worker(pytestconfig) else None
+
     def emit(message: str) -> None:
         line = f"  [{name}] {message} (test time {time.time() - start:.1f} s)"
-        if reporter is None or capture is None:  # pragma: no cover - pytest without its terminal
-            print(line, file=sys.stderr, flush=True)
+        if worker is not None:  # a worker's terminal output never reaches the user; its stderr does
+            line = f"  [{worker}]{line[1:]}"
+        if reporter is None or capture is None or worker is not None:
+            if capture is None:  # pragma: no cover - pytest without its capture plugin
+                print(line, file=sys.stderr, flush=True)
+                return
+            with capture.global_and_fixture_disabled():
+                print(line, file=sys.stderr, flush=True)
             return
         with capture.global_and_fixture_disabled():
             reporter.write_line(line)
@@ -290,11 +364,47 @@ def pytest_deselected(items):
             config._linearity["deselected"] = True
 
 
-def pytest_sessionfinish(session, exitstatus):
-    state = getattr(session.config, "_linearity", None)
-    if not state or state["report"] is None or not state["report"].records:
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """The controller of a parallel run keeps what a finished worker measured (see sessionfinish)."""
+    state = getattr(node.config, "_linearity", None)
+    output = getattr(node, "workeroutput", {}).get("linearity")
+    if state is None or output is None:
         return
-    paths = state["report"].write(time.time() - state["start"], sys.argv, complete=_selected_every_claim(session))
+    sent = json.loads(output)
+    state["worker_records"].extend(sent["records"])
+    state["worker_complete"].append(sent["complete"])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the report: in a worker, send the records to the controller instead."""
+    config = session.config
+    state = getattr(config, "_linearity", None)
+    if not state:
+        return
+    if _is_worker(config):
+        from harness.report import plain_json
+
+        records = state["report"].records if state["report"] is not None else []
+        # JSON text keeps NaN and inf as numbers (execnet carries only plain Python data).
+        config.workeroutput["linearity"] = json.dumps(
+            {"records": plain_json(records), "complete": _selected_every_claim(session)}
+        )
+        return
+    if state["worker_records"]:
+        from harness.report import RunReport
+
+        if state["report"] is None:
+            state["report"] = RunReport(state["report_dir"], state["tier"].name, state["base_seed"], state["tier"].dtype)
+        for record in state["worker_records"]:
+            state["report"].add(record)
+        complete = bool(state["worker_complete"]) and all(state["worker_complete"])
+    else:
+        complete = _selected_every_claim(session)
+    if state["report"] is None or not state["report"].records:
+        return
+    workers = len(state["worker_complete"]) or 1
+    paths = state["report"].write(time.time() - state["start"], sys.argv, complete=complete, workers=workers)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"linearity-claims: wrote {', '.join(str(p) for p in paths)}")

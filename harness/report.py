@@ -193,6 +193,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def plain_json(value):
+    """``value`` with numpy and JAX numbers and arrays as Python numbers and lists (NaN and inf
+    kept as floats): what ``json.dumps`` can write and read back unchanged."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
 def _json_default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -680,12 +686,13 @@ class RunReport:
             raise ValueError(f"record {record_key(record)} added twice in one run")
         self.records.append(dict(record))
 
-    def write(self, wall_time_s: float, args: Sequence[str], complete: bool = False) -> list[Path]:
+    def write(self, wall_time_s: float, args: Sequence[str], complete: bool = False, workers: int = 1) -> list[Path]:
         """Merge this run's records into the tier's directory and rewrite every output.
 
         Args:
           complete: the run selected every claim, so its records replace the file's instead of
             being merged into them (records of removed claims or variants disappear).
+          workers: processes that measured them (pytest-xdist workers; 1 for a run in one process).
         """
         if not self.records:
             return []
@@ -700,6 +707,7 @@ class RunReport:
         from harness.tiers import get_tier
 
         meta["resource_estimates"] = resource_summary(get_tier(self.tier))
+        meta["worker_processes"] = int(workers)
         run_id = meta["run_id"]
         new = [{**r, "run": run_id} for r in self.records]
         records = merge_records(data["records"], new)
