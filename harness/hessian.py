@@ -12,9 +12,11 @@ Three methods behind one function, ``hessian_spectral_norm(..., method=...)``:
   modified Gram-Schmidt pass is needed; ``reorth="full"`` does it every step) unless it would not fit
   the memory budget, in which case the plain three-term recurrence runs (``reorth="none"``, see
   ``lanczos_extremes``); dot products, norms and the tridiagonal eigenproblem are done in
-  float64 whatever the model dtype. The iteration stops when the Ritz residuals of both extreme Ritz
-  pairs, ``beta_j |s_j|``, fall below ``tol`` times the current norm estimate (a Ritz value with
-  residual r lies within r of an eigenvalue), or at the iteration cap. Stopping on the relative
+  float64 whatever the model dtype. The iteration stops when the error bounds of both extreme Ritz
+  values fall below ``tol`` times the current norm estimate, or at the iteration cap. A Ritz value
+  with residual r = ``beta_j |s_j|`` lies within r of an eigenvalue, and within r^2 / gap when the
+  gap to the rest of the spectrum is ``gap`` (Kato-Temple; the neighbouring Ritz value gives the
+  gap): ``ritz_error_bound``. Stopping on r alone ran to errors 100-1000 times below tol. Stopping on the relative
   change between steps is unsafe here: the spectra are nearly symmetric about 0 with clustered top
   eigenvalues, and the estimate can stall for a few steps before moving on.
 * ``"power"``: power iteration on H stopped on the relative change of |Rayleigh quotient|: the
@@ -63,6 +65,9 @@ class HessianNorm:
       iterations: Hessian-vector products used (0 for ``"dense"``).
       residual: convergence measure: the largest Ritz residual of the two extreme Ritz pairs divided
         by the norm estimate (Lanczos), the last relative change (power), 0 (dense).
+      error_bound: Lanczos: the larger error bound of the two extreme Ritz values
+        (``ritz_error_bound``) divided by the norm estimate, what the stopping rule compares with
+        tol; the residual for the other methods.
       converged: whether the stopping rule was met before the iteration cap.
       method: the method that produced it.
       reorthogonalizations: Lanczos steps that re-orthogonalized against the stored basis.
@@ -76,6 +81,7 @@ class HessianNorm:
     converged: bool
     method: str
     reorthogonalizations: int = 0
+    error_bound: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +193,20 @@ REORTH_MODES = ("partial", "full", "none")
 SMALL_TRIDIAGONAL = 24
 
 
+def ritz_error_bound(residual: jax.Array, gap: jax.Array) -> jax.Array:
+    """Bound on the distance from a Ritz value to an eigenvalue: ``min(r, r^2 / gap)``.
+
+    ``r = beta_j |s_j|`` is the Ritz pair's residual norm: some eigenvalue lies within r (Golub &
+    Van Loan, Thm 8.1.15), and within r^2 / gap when no other eigenvalue is closer than ``gap``
+    (Kato-Temple; Parlett, *The Symmetric Eigenvalue Problem*, Thm 11.7.1). The gap used is the
+    distance to the neighbouring Ritz value: the standard estimate of the spectral gap, exact once the
+    neighbour has converged, too large while an eigenvalue close to the extreme one has not been
+    found yet (then r^2 / gap is optimistic; the residual r alone is a bound without assumptions).
+    """
+    safe_gap = jnp.where(gap > 0, gap, 1.0)
+    return jnp.where(gap > 0, jnp.minimum(residual, residual**2 / safe_gap), residual)
+
+
 def lanczos_extremes(
     matvec: Callable,
     v0,
@@ -205,7 +225,8 @@ def lanczos_extremes(
       matvec: ``v -> A v`` on pytrees shaped like v0.
       v0: start vector (need not be normalized); its leaves' dtypes are the working dtypes.
       max_iters: iteration cap (static); also the number of stored basis vectors.
-      tol: stop when both extreme Ritz residuals ``beta_j |s_j|`` are <= tol * max|theta|.
+      tol: stop when the error bounds of both extreme Ritz values (``ritz_error_bound``: the
+        smaller of the residual ``beta_j |s_j|`` and residual^2 / gap) are <= tol * max|theta|.
       reorth: ``"full"``: two modified Gram-Schmidt passes against the stored basis every step
         (the reference; it costs O(j p) memory traffic per step, which dominates the cheap
         single-input Hessian-vector products). ``"partial"`` (default): Simon's partial
@@ -224,7 +245,7 @@ def lanczos_extremes(
 
     Returns:
       A dict: device scalars ``lambda_max``, ``lambda_min``, ``iterations`` (matvecs),
-      ``residual`` (relative), ``converged``, ``reorthogonalizations``, and ``basis`` (the storage,
+      ``residual`` and ``error_bound`` (relative), ``converged``, ``reorthogonalizations``, and ``basis`` (the storage,
       for reuse).
     """
     if max_iters < 2:
@@ -267,7 +288,9 @@ def lanczos_extremes(
             t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
             evals, evecs = jnp.linalg.eigh(t)
             last = evecs[jnp.minimum(j, size - 1)]  # last components of the Ritz vectors of T_{j+1}
-            return evals[-1], evals[0], last[-1], last[0]
+            # Gaps from each extreme Ritz value to its neighbour (a padding copy of alpha_0 lies
+            # inside the Ritz interval, so it can only make a gap smaller: the bound more cautious).
+            return evals[-1], evals[0], last[-1], last[0], evals[-1] - evals[-2], evals[1] - evals[0]
 
         return solve
 
@@ -323,20 +346,22 @@ def lanczos_extremes(
             )
             omega_next = jnp.where(do_reorth, jnp.where(idx <= j, psi, 0.0), omega_next)
         betas = betas.at[j].set(beta)
-        theta_max, theta_min, s_max, s_min = ritz(alphas, betas, j)
+        theta_max, theta_min, s_max, s_min, gap_max, gap_min = ritz(alphas, betas, j)
         scale = jnp.maximum(jnp.abs(theta_max), jnp.abs(theta_min))
         residual = beta * jnp.maximum(jnp.abs(s_max), jnp.abs(s_min))
+        error = jnp.maximum(ritz_error_bound(beta * jnp.abs(s_max), gap_max), ritz_error_bound(beta * jnp.abs(s_min), gap_min))
         # Invariant subspace reached (or the operator is 0): the Ritz values are exact.
         breakdown = beta <= 100.0 * dtype_eps * jnp.maximum(scale, jnp.abs(alpha) + beta_prev)
-        converged = breakdown | ((j >= 1) & (residual <= tol * scale))
+        converged = breakdown | ((j >= 1) & (error <= tol * scale))
         inv_beta = jnp.where(breakdown, 0.0, 1.0 / jnp.where(breakdown, 1.0, beta))
         ring = jax.tree_util.tree_map(lambda r, wi: r.at[1 - cur].set(inv_beta.astype(wi.dtype) * wi), ring, w)
         rel = jnp.where(breakdown, 0.0, residual / jnp.where(scale > 0, scale, 1.0))
+        rel_error = jnp.where(breakdown, 0.0, error / jnp.where(scale > 0, scale, 1.0))
         # Simon: after a re-orthogonalization the next vector is re-orthogonalized too.
         force_next = do_reorth & ~force if reorth == "partial" else jnp.asarray(False)
         return (
             j + 1, ring, beta, alphas, betas, basis, omega_next, omega, force_next,
-            n_reorth + do_reorth.astype(jnp.int32), converged, theta_max, theta_min, rel,
+            n_reorth + do_reorth.astype(jnp.int32), converged, theta_max, theta_min, rel, rel_error,
         )
 
     def cond(state):
@@ -360,15 +385,16 @@ def lanczos_extremes(
     state = (
         jnp.zeros((), jnp.int32), jax.tree_util.tree_map(lambda x: jnp.stack([x, jnp.zeros_like(x)]), q0), zero,
         zeros_k, zeros_k, basis0, zeros_k, zeros_k, jnp.asarray(False),
-        jnp.zeros((), jnp.int32), jnp.asarray(False), zero, zero, jnp.asarray(jnp.inf, F64),
+        jnp.zeros((), jnp.int32), jnp.asarray(False), zero, zero, jnp.asarray(jnp.inf, F64), jnp.asarray(jnp.inf, F64),
     )
     out = lax.while_loop(cond, body, state)
-    j, n_reorth, converged, theta_max, theta_min, rel = out[0], out[9], out[10], out[11], out[12], out[13]
+    j, n_reorth, converged, theta_max, theta_min, rel, rel_error = out[0], out[9], out[10], out[11], out[12], out[13], out[14]
     return {
         "lambda_max": theta_max,
         "lambda_min": theta_min,
         "iterations": j,
         "residual": rel,
+        "error_bound": rel_error,
         "converged": converged,
         "reorthogonalizations": n_reorth,
         "basis": out[5],
@@ -476,7 +502,7 @@ def hessian_spectral_norm(
             raise FloatingPointError("the dense Hessian contains NaN or inf")
         evals = np.linalg.eigvalsh(0.5 * (h + h.T))
         lo, hi = float(evals[0]), float(evals[-1])
-        return HessianNorm(max(abs(lo), abs(hi)), hi, lo, 0, 0.0, True, "dense")
+        return HessianNorm(max(abs(lo), abs(hi)), hi, lo, 0, 0.0, True, "dense", error_bound=0.0)
     fn = cacheable(fn)
     if key is None:
         key = jax.random.key(0)
@@ -489,7 +515,8 @@ def hessian_spectral_norm(
     if method == "power":
         out = jax.device_get(_power_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters))
         lam = float(out["lam"])
-        result = HessianNorm(abs(lam), lam, lam, int(out["iterations"]), float(out["residual"]), bool(out["converged"]), "power")
+        change = float(out["residual"])
+        result = HessianNorm(abs(lam), lam, lam, int(out["iterations"]), change, bool(out["converged"]), "power", error_bound=change)
     else:
         mode = _resolve_reorth(reorth, num_params, max_iters, leaves[0].dtype.itemsize, basis_budget)
         if mode == "none":
@@ -505,7 +532,7 @@ def hessian_spectral_norm(
         hi, lo = float(out["lambda_max"]), float(out["lambda_min"])
         result = HessianNorm(
             max(abs(hi), abs(lo)), hi, lo, int(out["iterations"]), float(out["residual"]),
-            bool(out["converged"]), "lanczos", int(out["reorthogonalizations"]),
+            bool(out["converged"]), "lanczos", int(out["reorthogonalizations"]), float(out["error_bound"]),
         )
     if not math.isfinite(result.spectral_norm):
         raise FloatingPointError(f"Hessian norm estimate is not finite ({result.spectral_norm}); the model output or its derivatives overflowed")
