@@ -36,7 +36,7 @@ from harness.hessian import hessian_spectral_norm
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
 from harness.report import scaling_record
-from harness.sweep import point_key, run_sweep
+from harness.sweep import point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -144,7 +144,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
         out["function_mismatch"] = float(np.max(np.abs(outputs["standard"] - outputs["ntk"]))) / scale
         return out
 
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C18", grid["param_seeds"])))
+    seeds = seeds_by_width(tier.deep_widths[DEPTH], base_seed, tier.sweep_seed_count("C18", grid["param_seeds"]))
     # C4's width grid: this claim is C4 (at W0) repeated under the other parameterization.
     series = run_sweep(tier.deep_widths[DEPTH], seeds, measure, progress, f"C18 {ACTIVATION}-depth{DEPTH}")
     mismatch = max(series.values["function_mismatch"])

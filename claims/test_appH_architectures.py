@@ -41,7 +41,7 @@ from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal
 from harness.models import FullyConnected
 from harness.report import exploratory_record, scaling_record
-from harness.sweep import Series, memoized, point_key, run_sweep
+from harness.sweep import Series, memoized, point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at the C6 fits; the reason is on the line.
@@ -167,11 +167,13 @@ def hessian_sweep(architecture: str, tier, base_seed: int, dtype, progress, labe
     (for C6, the count sized by power in ``tier.sweep_seeds``)."""
     grid = tier.grid("architectures")
     count = grid[seeds_key]
+    widths = grid["widths"][architecture]
     if seeds_key == "hessian_seeds":
-        count = tier.sweep_seed_count(f"C6 {architecture}-hessian", count)
-    seeds = _seeds(base_seed, count)
+        seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count(f"C6 {architecture}-hessian", count))
+    else:
+        seeds = _seeds(base_seed, count)
     measure = _point_measure(architecture, grid, tier, dtype)
-    return run_sweep(grid["widths"][architecture], seeds, measure, progress, label)
+    return run_sweep(widths, seeds, measure, progress, label)
 
 
 def _extra(architecture: str, tier, series: Series | None = None, **more) -> dict:
@@ -206,7 +208,9 @@ def test_c6_architectures_hessian_and_kernel(architecture, tier, base_seed, dtyp
     series = hessian_sweep(architecture, tier, base_seed, dtype, progress, f"C6 {architecture} Hessian")
     kernel = run_sweep(
         grid["widths"][architecture],
-        _seeds(base_seed, tier.sweep_seed_count(f"C6 {architecture}-kernel", grid["kernel_seeds"])),
+        seeds_by_width(
+            grid["widths"][architecture], base_seed, tier.sweep_seed_count(f"C6 {architecture}-kernel", grid["kernel_seeds"])
+        ),
         _point_measure(architecture, grid, tier, dtype, hessian=False),
         progress,
         f"C6 {architecture} kernel",

@@ -15,8 +15,6 @@ stopping rule) and Delta K = sup_t ||K(w_t) - K(w_0)||_F / ||K(w_0)||_F is fitte
 
 from __future__ import annotations
 
-import pytest
-
 from harness.architectures import SoftmaxHiddenNet
 from harness.fit import power_law_fit, upper_bound_verdict
 from harness.models import FullyConnected, ScaledOutput

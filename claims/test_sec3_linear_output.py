@@ -21,7 +21,7 @@ from harness.kernel import infinite_width_shallow_diagonal, kernel_diagonal
 from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sphere_points
 from harness.report import bound_record, scaling_record
 from harness import measure as measure_at
-from harness.sweep import point_key, run_sweep
+from harness.sweep import point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -285,7 +285,8 @@ def test_c3_deep_kernel_is_order_one(activation, depth, tier, base_seed, dtype, 
 
     # Eight times the seeds: the test is noise-limited (the spread of K at width 32 is 25-50%) and
     # a kernel diagonal costs one backward pass per input.
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count(f"C3 {activation}-depth{depth}", 8 * tier.n_seeds)))
+    count = tier.sweep_seed_count(f"C3 {activation}-depth{depth}", 8 * tier.n_seeds)
+    seeds = seeds_by_width(tier.deep_widths[depth], base_seed, count)
     series = run_sweep(tier.deep_widths[depth], seeds, measure, progress, f"C3 {activation}-depth{depth}")
     fit = series.fit("kernel_trace_per_input")
     single = series.fit("kernel_diag_one_input")
@@ -333,7 +334,8 @@ def test_c4_deep_hessian_norm_falls_in_a_ball(activation, depth, radius, tier, b
         return {"hessian_norm": est.spectral_norm, "iterations": est.iterations, "converged": float(est.converged)}
 
     label = f"C4 {activation}-depth{depth}-R{radius:g}"
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count(f"C4 {activation}-depth{depth}", tier.n_hessian_seeds)))
+    count = tier.sweep_seed_count(f"C4 {activation}-depth{depth}", tier.n_hessian_seeds)
+    seeds = seeds_by_width(tier.deep_widths[depth], base_seed, count)
     series = run_sweep(tier.deep_widths[depth], seeds, measure, progress, label)
     fit = series.fit("hessian_norm")
     judge(
@@ -386,7 +388,7 @@ def test_c5_backpropagated_gradients_have_no_dominant_neuron(activation, tier, b
             out[f"two_norm_layer{l}"] = float(jnp.linalg.norm(g))
         return out
 
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C5", tier.n_seeds)))
+    seeds = seeds_by_width(tier.gradient_widths, base_seed, tier.sweep_seed_count("C5", tier.n_seeds))
     series = run_sweep(tier.gradient_widths, seeds, measure, progress, f"C5 {activation}")
     records = []
     for l in range(1, depth):

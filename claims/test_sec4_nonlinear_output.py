@@ -13,7 +13,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from harness import measure
@@ -22,7 +21,7 @@ from harness.hessian import hessian_matrix
 from harness.kernel import kernel_diagonal
 from harness.models import ACTIVATIONS, OUTPUT_FUNCTIONS, FullyConnected
 from harness.report import bound_record, exploratory_record, scaling_record
-from harness.sweep import point_key, run_sweep
+from harness.sweep import run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins, fixed before looking at data; the reason is on the line.
@@ -62,6 +61,14 @@ def network(kind: str, width: int, head: str, input_dim: int) -> FullyConnected:
     if kind == "deep":
         return FullyConnected(input_dim, (width, width), "tanh", head=head, num_outputs=c)
     raise ValueError(f"unknown network kind {kind!r}; valid: shallow, deep")
+
+
+def c8_seeds(tier, kind: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
+    """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep ones). A
+    record that is measured but not judged needs no power: half the seeds."""
+    widths = tier.grid("sec4")["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
+    count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
+    return seeds_by_width(widths, base_seed, count if judged else max(2, count // 2))
 
 
 def _head_derivatives(head: str, logits: jax.Array, k: int):
@@ -191,12 +198,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
         return {"hessian_norm": max(per_input)}
 
     judged = kind == "shallow" or head in grid["deep_judged_heads"]
-    # A record that is measured but not judged needs no power: half the seeds.
-    seeds = tier.seeds(base_seed, hessian=True)
-    if kind == "shallow":
-        seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C8 shallow", len(seeds))))
-    seeds = seeds if judged else seeds[: max(2, len(seeds) // 2)]
-    series = run_sweep(widths, seeds, measure_point, progress, f"C8 {kind}-{head}")
+    series = run_sweep(widths, c8_seeds(tier, kind, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
     fit = series.fit("hessian_norm")
     record = scaling_record(
         "C8",

@@ -22,7 +22,7 @@ import pytest
 
 from claims.test_sec3_linear_output import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
 from claims.test_sec4_bottleneck import bottleneck_network, bottleneck_seeds
-from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN, network
+from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN, c8_seeds, network
 from harness import measure
 from harness.fit import CONFIRMED, INCONCLUSIVE, OMEGA1_LAW, REFUTED, Verdict, equality_verdict, omega1_verdict
 from harness.kernel import kernel_diagonal
@@ -71,6 +71,8 @@ def test_c10_table1_row(row, tier, base_seed, dtype, judge, progress):
     else:
         widths, seeds = tier.deep_widths[2], tier.seeds(base_seed, hessian=True)
     ntk_seeds = tuple(base_seed + i for i in range(NTK_SEED_FACTOR * len(seeds)))
+    if row == "nonlinear-output":
+        seeds = c8_seeds(tier, "deep", base_seed)  # C8's deep swish points, reused
     if row == "linear-output":
         seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C10 linear-output", len(seeds))))
 

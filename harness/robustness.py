@@ -30,11 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED_STRIDE = 10007
 
 
-def base_seeds(count: int, stride: int = SEED_STRIDE) -> list[int]:
-    """``stride, 2 stride, ..., count stride``: far from 0 and from each other."""
+def base_seeds(count: int, stride: int = SEED_STRIDE, first: int = 1) -> list[int]:
+    """``first * stride, (first + 1) * stride, ...``, ``count`` of them: far from 0 and from each other."""
     if count < 1:
         raise ValueError(f"--seeds must be at least 1, got {count}")
-    return [stride * (i + 1) for i in range(count)]
+    if first < 1:
+        raise ValueError(f"--first must be at least 1 (base seed 0 is the committed reference), got {first}")
+    return [stride * (first + i) for i in range(count)]
 
 
 def run_claims(seed: int, tier: str, report_root: Path, pytest_args: Sequence[str]) -> int:
@@ -133,6 +135,9 @@ def _num(value, spec):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.robustness", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="number of base seeds (multiples of 10007), default 5")
+    parser.add_argument(
+        "--first", type=int, default=1, help="the first base seed is this multiple of 10007 (default 1): fresh seeds for a new study"
+    )
     parser.add_argument("--scale", default="default", help="tier, default 'default'")
     parser.add_argument("--work-dir", default=None, help="where each run's reports go (default reports/<tier>/robustness-runs)")
     parser.add_argument("--out", default=None, help="output directory of robustness.md (default reports/<tier>)")
@@ -144,7 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         work = Path(args.work_dir) if args.work_dir else out_dir / "robustness-runs"
         roots = []
-        for seed in base_seeds(args.seeds):
+        try:
+            seeds = base_seeds(args.seeds, first=args.first)
+        except ValueError as err:
+            parser.error(str(err))
+        for seed in seeds:
             root = work / f"seed-{seed}"
             run_claims(seed, args.scale, root, pytest_args)
             roots.append(root)

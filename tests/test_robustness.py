@@ -23,8 +23,11 @@ def _run(seed, verdict="confirmed", slope=-0.5, p=0.9995):
 
 def test_base_seeds_are_far_from_zero_and_apart():
     assert robustness.base_seeds(5) == [10007, 20014, 30021, 40028, 50035]
+    assert robustness.base_seeds(2, first=6) == [60042, 70049]
     with pytest.raises(ValueError):
         robustness.base_seeds(0)
+    with pytest.raises(ValueError, match="--first"):
+        robustness.base_seeds(3, first=0)
 
 
 def test_aggregate_counts_confirmations_slope_spread_and_the_weakest_power():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import pytest
 
-from harness.sweep import MeasurementError, point_key, run_sweep
+from harness.sweep import MAX_SEED_FACTOR, MeasurementError, point_key, run_sweep, seeds_by_width
 
 
 def test_point_keys_are_reproducible_and_independent():
@@ -39,3 +39,19 @@ def test_exception_inside_a_measurement_names_width_and_seed():
 
     with pytest.raises(MeasurementError, match="width 10, seed 0: FloatingPointError: overflow"):
         run_sweep([10], [0], measure)
+
+
+def test_seeds_by_width_gives_the_small_widths_more_seeds_and_shares_the_first():
+    seeds = seeds_by_width((32, 64, 128, 256, 512), 100, 8)
+    assert {m: len(s) for m, s in seeds.items()} == {32: 32, 64: 24, 128: 16, 256: 16, 512: 8}
+    assert all(s[:8] == tuple(range(100, 108)) for s in seeds.values())
+    capped = seeds_by_width((1000, 100000), 0, 2)
+    assert len(capped[1000]) == 2 * MAX_SEED_FACTOR
+    with pytest.raises(ValueError, match="at least one seed"):
+        seeds_by_width((32, 64), 0, 0)
+
+
+def test_run_sweep_takes_seeds_per_width():
+    series = run_sweep((2, 4), {2: (0, 1, 2), 4: (0,)}, lambda width, seed: {"v": float(width + seed)})
+    assert series.widths == [2, 2, 2, 4]
+    assert series.values["v"] == [2.0, 3.0, 4.0, 4.0]
