@@ -6,6 +6,8 @@
 * ``compare``: two runs record by record (``harness.compare``).
 * ``summary``: a tier's summary, rendered from its ``claims.json``.
 * ``figures``: the PNG figures redrawn from a ``claims.json``, without measuring.
+* ``check``: does a user's network transition to linearity? (``harness.check``): its Table 1 row,
+  a JSON record and a PNG; exits 0 whatever the verdict, 2 on a malformed build function.
 
 ``summary`` and ``figures`` find ``<report-dir>/<tier>/claims.json`` as the suite writes it
 (``--report-dir`` or ``LINEARITY_REPORT_DIR``, default ``reports/``; ``--scale`` or
@@ -63,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Redraw the PNG figures of a tier from its claims.json.")
     _add_location(figures)
     figures.add_argument("--out", default=None, help="where to write the PNGs (default: beside claims.json)")
+    check = commands.add_parser(
+        "check", help="does your network transition to linearity? (its row of Table 1)",
+        description="Measure ||H|| and tr K / n of the networks BUILD makes at each width, fit their exponents "
+        "and judge whether the network transitions to linearity. BUILD is MODULE:FUNCTION or FILE.py:FUNCTION, "
+        "a function build(width, key) -> (apply, params, xs).",
+        epilog="Example: linearity-claims check examples/mlp_linear_head.py:build --widths 64,256,1024",
+    )
+    check.add_argument("build", help="MODULE:FUNCTION or FILE.py:FUNCTION")
+    check.add_argument("--widths", required=True, help="comma-separated widths, at least three (e.g. 64,256,1024)")
+    check.add_argument("--seeds", type=int, default=8, help="networks per width (default 8)")
+    check.add_argument("--output", type=int, default=1, help="number of output components of apply (default 1: a scalar)")
+    check.add_argument("--train", action="store_true", help="also train by gradient descent and fit Delta K")
+    check.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    check.add_argument("--json", default=None, help="write the record here (default <report-dir>/check.json)")
+    check.add_argument("--report-dir", default="linearity-check", help="where the JSON and the PNG go (default linearity-check/)")
     return parser
 
 
@@ -142,6 +159,32 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from harness import check
+
+    try:
+        widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    except ValueError:
+        raise CliError(f"--widths takes comma-separated integers, got {args.widths!r}") from None
+    try:
+        build = check.load_build(args.build)
+        result = check.check(
+            build, widths, seeds=args.seeds, outputs=args.output, train=args.train, base_seed=args.seed,
+            progress=lambda line: print(f"{PROG} check: {line}", file=sys.stderr, flush=True),
+        )
+    except check.BuildError as err:
+        raise CliError(str(err)) from None
+    out_dir = Path(args.report_dir)
+    json_path = check.write_json(result, Path(args.json) if args.json else out_dir / "check.json")
+    png = check.plot(result, out_dir / "check.png", title=args.build.rsplit(":", 1)[0])
+    print(check.table_row(result))
+    print(f"\nwrote {json_path}, {png}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the command and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -152,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = argv.index("--")
         argv, extra = argv[:split], argv[split + 1:]
     args = build_parser().parse_args(argv)
-    handlers = {"run": lambda: _run(args, extra), "summary": lambda: _summary(args), "figures": lambda: _figures(args)}
+    handlers = {
+        "run": lambda: _run(args, extra), "summary": lambda: _summary(args), "figures": lambda: _figures(args),
+        "check": lambda: _check(args),
+    }
     try:
         return handlers[args.command]()
     except CliError as err:
