@@ -407,6 +407,7 @@ def plot(result: CheckResult, path: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -415,6 +416,9 @@ def plot(result: CheckResult, path: Path, title: str = "") -> Path:
         ax.loglog(fit.widths, fit.values, "o", ms=3, alpha=0.5, label="seeds")
         grid = np.geomspace(min(fit.widths), max(fit.widths), 50)
         ax.loglog(grid, [fit.predict(w) for w in grid], "-", label=f"fit: slope {fit.slope:+.3f}")
+        ticks = sorted(set(fit.widths))
+        ax.set_xticks(ticks, [f"{w:g}" for w in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("width m")
         ax.set_ylabel(name)
         ax.legend(fontsize=8)

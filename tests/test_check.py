@@ -164,3 +164,18 @@ def test_the_fixture_is_installed(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "1 passed" in result.stdout
+
+
+def test_vector_outputs_measure_every_component():
+    """--output k: the Hessian norm is the largest over the k components (a softmax-free 2-output net)."""
+
+    def build(width, key):
+        w1 = jax.random.normal(key, (3, width), dtype=jnp.float64)
+        w2 = jax.random.normal(jax.random.fold_in(key, 1), (width, 2), dtype=jnp.float64)
+        xs = jax.random.normal(jax.random.fold_in(key, 2), (4, 3), dtype=jnp.float64)
+        apply = lambda p, x: jnp.tanh(x @ p[0] / jnp.sqrt(3.0)) @ p[1] / jnp.sqrt(p[1].shape[0])
+        return apply, (w1, w2), xs
+
+    result = check.check(build, [8, 16, 32], seeds=2, outputs=2, hessian_inputs=1)
+    assert len(result.points) == 6
+    assert all(p["hessian_norm"] > 0 for p in result.points)
