@@ -35,11 +35,10 @@ import pytest
 
 import claims.test_sec3_linear_output as sec3
 from harness import measure as measure_at
-from harness.architectures import ConvDenseNet, ConvNet, ResNet, SoftmaxHiddenNet
+from harness.architectures import build_architecture
 from harness.fit import PowerLawFit, Verdict, equality_verdict, power_law_fit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal
-from harness.models import FullyConnected
 from harness.report import exploratory_record, scaling_record
 from harness.sweep import Series, memoized, point_key, run_sweep, seeds_by_width
 
@@ -81,18 +80,8 @@ def kernel_verdict(fit: PowerLawFit) -> Verdict:
 
 
 def build(architecture: str, width: int, grid: dict):
-    """The network of one architecture at width m (channels; and dense width for the mixed net)."""
-    if architecture == "cnn":
-        return ConvNet(grid["cnn_input"], (width,) * grid["cnn_layers"], ACTIVATION, readout="flatten")
-    if architecture == "resnet":
-        return ResNet(grid["resnet_input"], width, grid["resnet_blocks"], ACTIVATION, readout="flatten")
-    if architecture == "mixed":
-        return ConvDenseNet(grid["mixed_input"], (width,) * grid["mixed_conv_layers"], (width,), ACTIVATION)
-    if architecture == "relu":
-        return FullyConnected(grid["input_dim"], (width,) * grid["dense_depth"], "relu")
-    if architecture == "softmax":
-        return SoftmaxHiddenNet(grid["input_dim"], (width,) * grid["dense_depth"])
-    raise ValueError(f"unknown architecture {architecture!r}")
+    """The network of one architecture at width m (``harness.architectures.build_architecture``)."""
+    return build_architecture(architecture, width, grid, ACTIVATION)
 
 
 def _seeds(base_seed: int, count: int) -> tuple[int, ...]:

@@ -548,3 +548,25 @@ class SoftmaxHiddenNet(_Model):
             z = _dense(params[f"W{l + 1}"], a)
             a = z.shape[0] * jax.nn.softmax(z) if (l + 1) in self.softmax_layers else act(z)
         return _dense(params["V"], a)
+
+
+#: The architectures of C6 and the exploratory X1 / X2 records, by name (``build_architecture``).
+ARCHITECTURE_NAMES = ("cnn", "resnet", "mixed", "relu", "softmax")
+
+
+def build_architecture(architecture: str, width: int, grid: Mapping, activation: str = "swish"):
+    """The network of one architecture at width m (channels; and dense width for the mixed net), as
+    an "architectures" grid of ``harness.tiers`` describes it (C6, X1, X2 and the resource estimates)."""
+    from harness.models import FullyConnected
+
+    if architecture == "cnn":
+        return ConvNet(grid["cnn_input"], (width,) * grid["cnn_layers"], activation, readout="flatten")
+    if architecture == "resnet":
+        return ResNet(grid["resnet_input"], width, grid["resnet_blocks"], activation, readout="flatten")
+    if architecture == "mixed":
+        return ConvDenseNet(grid["mixed_input"], (width,) * grid["mixed_conv_layers"], (width,), activation)
+    if architecture == "relu":
+        return FullyConnected(grid["input_dim"], (width,) * grid["dense_depth"], "relu")
+    if architecture == "softmax":
+        return SoftmaxHiddenNet(grid["input_dim"], (width,) * grid["dense_depth"])
+    raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURE_NAMES)}")

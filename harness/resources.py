@@ -98,36 +98,52 @@ def estimates(tier: Tier) -> list[Estimate]:
         mb = max(g["bottleneck_sizes"])
         out.append(_hessian_family("bottleneck Hessian", "C9, C10", d, lambda w: (w, mb, w), g["bottleneck_widths"], 3 * 4 * 2 * tier.n_hessian_seeds, tier, itemsize))
     if "training" in tier.groups:
+        from harness.train import grid_dtype
+
         g = tier.grid("training")
-        t_item = 8 if g.get("dtype") == "float64" else itemsize
-        n, c = g.get("n_train", 16), g.get("num_classes", 3)
-        steps, seeds = g.get("max_steps", 2000), g.get("seeds", 8)
-        widths = g.get("fig1_widths", (1,))
+        t_item = grid_dtype(g, tier.dtype).itemsize
+        n, c = g["n_train"], g["num_classes"]
+        steps, seeds = g["max_steps"], g["seeds"]
+        widths = g["fig1_widths"]
         m = max(widths)
-        p = _mlp_params(g.get("input_dim", d), (m,), c)
+        p = _mlp_params(g["input_dim"], (m,), c)
         factors = n * c * (m + c) + n * (d + m)
         traffic = sum(_mlp_params(d, (w,), c) for w in widths) * 3 * seeds * steps * GD_STEP_TRAFFIC * t_item
         out.append(Estimate("training, one hidden layer", "C11, C12, C14-C16", f"fc {d}-{m}-{c}", p, (6 * p + 4 * factors) * t_item, traffic))
-        wide, mbs = g.get("bottleneck_wide", m), g.get("bottleneck_sizes", (1,))
-        p2 = _mlp_params(g.get("input_dim", d), (wide, max(mbs), wide))
-        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g.get("bottleneck_seeds", seeds) * steps * GD_STEP_TRAFFIC * t_item
+        wide, mbs = g["bottleneck_wide"], g["bottleneck_sizes"]
+        p2 = _mlp_params(g["input_dim"], (wide, max(mbs), wide))
+        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g["bottleneck_seeds"] * steps * GD_STEP_TRAFFIC * t_item
         out.append(Estimate("training, bottleneck", "C13", f"fc {d}-{wide}-{max(mbs)}-{wide}", p2, (6 * p2 + 4 * n * (2 * wide + max(mbs))) * t_item, traffic))
     if "theory" in tier.groups:
         g = tier.grid("theory")
-        out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g.get("bound_widths", (1,)), 28 * g.get("bound_seeds", 8), tier, itemsize))
+        out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g["bound_widths"], 28 * g["bound_seeds"], tier, itemsize))
     if "architectures" in tier.groups:
-        g = tier.grid("architectures")
-        conv_widths = [w for name, ws in g.get("widths", {}).items() if name in ("cnn", "resnet") for w in ws]
-        if conv_widths:
-            top = max(conv_widths)
-            layers = max(g.get("cnn_layers", 3), g.get("resnet_blocks", 2))
-            shape = g.get("image_shape", (3, 8, 8))
-            pixels = math.prod(shape[1:])
-            p = layers * top * top * 9 + top * pixels
-            activations = 10 * layers * top * pixels * itemsize
-            traffic = sum(layers * w * w * 9 * pixels for w in conv_widths) * g.get("hessian_seeds", 8) * HVPS_PER_NORM * LANCZOS_STEP_TRAFFIC * itemsize
-            out.append(Estimate("convolutional Hessian", "C6", f"conv x{layers}, {top} channels, {shape}", p, _lanczos_bytes(p, itemsize, tier.lanczos_max_iters) + activations, traffic))
+        out += [_architecture_family(name, tier, itemsize) for name in CONV_ARCHITECTURES]
     return out
+
+
+#: The convolutional networks of C6 (``harness.architectures.build_architecture``).
+CONV_ARCHITECTURES = ("cnn", "resnet", "mixed")
+
+
+def _architecture_family(name: str, tier: Tier, itemsize: int) -> Estimate:
+    """C6's Hessian sweep of one architecture: the parameter count of the very networks it builds
+    (from the grid's input shape, layers and widths); activations: ~10 live copies of each hidden
+    layer's feature map (forward, backward and tangent passes of a Hessian-vector product)."""
+    from harness.architectures import build_architecture
+
+    g = tier.grid("architectures")
+    widths = g["widths"][name]
+    nets = [build_architecture(name, w, g) for w in widths]
+    top = nets[-1]
+    input_shape = g[f"{name}_input"]
+    positions = math.prod(input_shape[1:])
+    activations = 10 * top.depth * max(widths) * positions * itemsize
+    sizes = [net.num_params for net in nets]
+    seeds = tier.sweep_seed_count(f"C6 {name}-hessian", g["hessian_seeds"])
+    traffic = sum(sizes) * seeds * HVPS_PER_NORM * LANCZOS_STEP_TRAFFIC * itemsize
+    peak = _lanczos_bytes(top.num_params, itemsize, tier.lanczos_max_iters) + activations
+    return Estimate("convolutional Hessian", "C6", f"{name}, {max(widths)} channels, input {input_shape}", top.num_params, peak, traffic)
 
 
 def summary(tier: Tier) -> dict[str, Any]:
