@@ -1,7 +1,8 @@
 """Estimators against their baselines, side by side in one run (issue: paper scale).
 
 * Hessian norm of a depth-3 tanh network (float32, widths 256 to 4096): Lanczos (partial
-  re-orthogonalization, stop on the Ritz residual at 1e-3) against power iteration stopped on the
+  re-orthogonalization) stopped on the Ritz error bound min(r, r^2 / gap) at 1e-3, and stopped on the
+  Ritz residual r at 1e-3 (the earlier rule), against power iteration stopped on the
   relative change at 1e-4 and at 1e-5, all judged against ARPACK (scipy.sparse.linalg.eigsh on the same
   Hessian-vector product, both ends of the spectrum in one run, tolerance 1e-6) as the reference: Hessian-vector products used, time,
   and the relative error reached.
@@ -72,16 +73,22 @@ def test_arpack_reference(benchmark, record_result, width):
                   seconds=round(elapsed, 2))
 
 
-#: (method, stopping tolerance). Lanczos stops on the Ritz residual at the target itself. Power
+#: (method, stopping tolerance). Lanczos stops on the Ritz error bound at the target itself
+#: ("lanczos"), or on the residual alone ("lanczos-residual", the earlier rule). Measured HVPs at
+#: width 256 / 1024 (seed 0): 25 / 33 on the error bound, 30 / 38 on the residual, errors 4e-5 / 3e-5
+#: and 9e-7 / 4e-6 against a 1e-7 Lanczos reference. The issue's target, <= 20 HVPs at width 1024,
+#: is not met: the top of this spectrum is clustered (the neighbouring Ritz value lies ~1.5% below
+#: the extreme one when the run stops), so r^2 / gap is only ~r / 5 and the bound, not the error,
+#: decides. Power
 #: iteration stops on the relative change of |Rayleigh quotient|, which says little about the error
 #: on these nearly symmetric spectra (|lambda_min| within 1.5% of lambda_max at width 1024, so the
 #: iterate converges slowly and the change is small long before the value is right): it runs at a
 #: tenth and at a hundredth of the target, and the record says which error each reached.
-HESSIAN_RUNS = [("lanczos", TARGET), ("power", TARGET / 10), ("power", TARGET / 100)]
+HESSIAN_RUNS = [("lanczos", TARGET), ("lanczos-residual", TARGET), ("power", TARGET / 10), ("power", TARGET / 100)]
 
 
 def _run_name(method, tol):
-    return method if method == "lanczos" else f"power-tol{tol:.0e}"
+    return method if method.startswith("lanczos") else f"power-tol{tol:.0e}"
 
 
 @pytest.mark.parametrize("method,tol", HESSIAN_RUNS, ids=[_run_name(m, t) for m, t in HESSIAN_RUNS])
@@ -93,17 +100,19 @@ def test_hessian_norm_to_1e3(benchmark, record_result, width, method, tol):
     # default cap (100): the cap sizes the stored basis and the larger of the two tridiagonal
     # eigenproblems solved each step, so a cap of 1000 would bill it for a 1000 x 1000 eigh per step
     # (measured: 0.82 s instead of ~0.1 s at width 256) that no claim ever pays.
-    max_iters = 100 if method == "lanczos" else 1000
-    run = lambda: hessian_spectral_norm(net.output_component, params, fixed, x, 0, method=method, tol=tol, max_iters=max_iters)
+    lanczos = method.startswith("lanczos")
+    max_iters = 100 if lanczos else 1000
+    options = {"method": "lanczos", "stop": "residual" if method == "lanczos-residual" else "error-bound"} if lanczos else {"method": method}
+    run = lambda: hessian_spectral_norm(net.output_component, params, fixed, x, 0, tol=tol, max_iters=max_iters, **options)
     run()  # compile
     result = benchmark.pedantic(run, rounds=3, iterations=1)
     error = abs(result.spectral_norm - reference) / reference
     record_result(
         f"hessian-{_run_name(method, tol)}-w{width}", benchmark, hvps=result.iterations, rel_error=f"{error:.1e}",
-        reached_target=error <= TARGET, reorth=result.reorthogonalizations,
+        reached_target=error <= TARGET, reorth=result.reorthogonalizations, error_bound=f"{result.error_bound:.1e}",
         sign_of_dominant=("+" if abs(result.lambda_max) >= abs(result.lambda_min) else "-"),
     )
-    if method == "lanczos":
+    if lanczos:
         assert error <= TARGET
 
 

@@ -263,3 +263,11 @@ def test_stopping_on_the_error_bound_keeps_the_true_error_below_tol(seed):
     assert abs(est.lambda_min + 0.9) <= tol * 1.0
     # The residual itself is still above what the bound certifies: the r^2 / gap term did the work.
     assert est.residual > est.error_bound
+    # The earlier rule, the residual alone, runs longer for the same tolerance.
+    by_residual = _matrix_norm(a, tol=tol, max_iters=200, stop="residual")
+    assert by_residual.residual <= tol and by_residual.iterations > est.iterations
+
+
+def test_unknown_stop_rule_is_an_error():
+    with pytest.raises(ValueError, match="unknown stop rule"):
+        _matrix_norm(np.eye(4), tol=1e-3, stop="bogus")
