@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -110,10 +109,12 @@ def test_unknown_claim_is_a_usage_error_listing_the_valid_ones():
 def test_unwritable_report_dir_fails_at_start_up_in_one_line(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    start = time.monotonic()
     result = _pytest("claims", "--report-dir", str(blocker / "reports"), env={"LINEARITY_SCALE": "smoke"})
-    elapsed = time.monotonic() - start
-    assert result.returncode == 4 and elapsed < 5, (elapsed, result.stderr)
+    assert result.returncode == 4, result.stderr
+    # Before any work: no worker was started, nothing collected or measured (a wall-clock bound
+    # was the proxy here once, and failed on a loaded 2-core machine for no fault of the check).
+    output = result.stdout + result.stderr
+    assert "bringing up nodes" not in output and "collected" not in output and "seeds in" not in output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [f"ERROR: cannot write reports under --report-dir {blocker / 'reports'}: {blocker} is not a directory"]
     assert "Traceback" not in result.stdout + result.stderr
