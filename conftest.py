@@ -57,6 +57,8 @@ SHARED_MEASUREMENT_GROUPS = {
 }
 #: Most worker processes a CPU run starts (each holds its own compiled functions, ~1-2 GB).
 MAX_WORKERS = 8
+#: The session's config, for the hooks pytest calls without one (pytest_runtest_logreport).
+_CONFIG: dict = {}
 
 
 def pytest_addoption(parser):
@@ -142,6 +144,9 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return worker_group(nodeid)
 
+    # The workers' collection is already in the order to hand out (longest units first, see
+    # pytest_collection_modifyitems): xdist's own reordering (by number of tests) would undo it.
+    config.option.loadscopereorder = False
     return ClaimGroupScheduling(config, log)
 
 
@@ -200,7 +205,10 @@ def pytest_configure(config):
         "markers": set(),
         "worker_records": [],
         "worker_complete": [],
+        "worker_peak_rss": [],
+        "test_seconds": {},
     }
+    _CONFIG["config"] = config
 
 
 def pytest_report_header(config):
@@ -291,7 +299,7 @@ def judge(report, tier):
             report.add(record)
         outcome, text = judgement(records, tier.judged)
         if outcome == "skip":
-            pytest.skip("at the smoke tier: " + text)
+            pytest.skip(f"at the {tier.name} tier: " + text)
         if outcome == "fail":
             pytest.fail(text, pytrace=False)
 
@@ -333,6 +341,7 @@ def pytest_collection_modifyitems(config, items):
     state = getattr(config, "_linearity", None)
     requested = state["claims"] if state else set()
     if not requested:
+        _order_longest_units_first(config, items)
         return
     by_item = [(item, set(claim_ids(item))) for item in items]
     valid = set().union(*(ids for _, ids in by_item))
@@ -346,6 +355,39 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     items[:] = keep
+    _order_longest_units_first(config, items)
+
+
+def _order_longest_units_first(config, items) -> None:
+    """In a worker of a parallel run: units of work in decreasing order of the seconds their tests
+    took in the runs recorded in the tier's report (``harness.schedule``)."""
+    state = getattr(config, "_linearity", None)
+    if state is None or not _is_worker(config):
+        return
+    from harness.schedule import longest_units_first, recorded_test_seconds_in
+
+    seconds = recorded_test_seconds_in(state["report_dir"] / "claims.json")
+    by_id = {item.nodeid: item for item in items}
+    items[:] = [by_id[n] for n in longest_units_first(list(by_id), worker_group, seconds)]
+
+
+def pytest_runtest_logreport(report):
+    """The controller (or a run without workers) adds up the seconds of every test (setup, call and
+    teardown): the report records them, and the next parallel run hands out its longest units first."""
+    config = _CONFIG.get("config")
+    state = getattr(config, "_linearity", None)
+    if state is None or _is_worker(config):
+        return
+    seconds = state["test_seconds"]
+    seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + float(report.duration)
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak resident memory (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _selected_every_claim(session) -> bool:
@@ -374,6 +416,7 @@ def pytest_testnodedown(node, error):
     sent = json.loads(output)
     state["worker_records"].extend(sent["records"])
     state["worker_complete"].append(sent["complete"])
+    state["worker_peak_rss"].append(sent["peak_rss_bytes"])
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -388,7 +431,7 @@ def pytest_sessionfinish(session, exitstatus):
         records = state["report"].records if state["report"] is not None else []
         # JSON text keeps NaN and inf as numbers (execnet carries only plain Python data).
         config.workeroutput["linearity"] = json.dumps(
-            {"records": plain_json(records), "complete": _selected_every_claim(session)}
+            {"records": plain_json(records), "complete": _selected_every_claim(session), "peak_rss_bytes": _peak_rss_bytes()}
         )
         return
     if state["worker_records"]:
@@ -404,7 +447,13 @@ def pytest_sessionfinish(session, exitstatus):
     if state["report"] is None or not state["report"].records:
         return
     workers = len(state["worker_complete"]) or 1
-    paths = state["report"].write(time.time() - state["start"], sys.argv, complete=complete, workers=workers)
+    measured = {
+        "test_seconds": {n: round(s, 2) for n, s in sorted(state["test_seconds"].items())},
+        "peak_rss_GiB": round(max([_peak_rss_bytes(), *state["worker_peak_rss"]]) / 2**30, 3),
+    }
+    paths = state["report"].write(
+        time.time() - state["start"], sys.argv, complete=complete, workers=workers, measured=measured
+    )
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"linearity-claims: wrote {', '.join(str(p) for p in paths)}")

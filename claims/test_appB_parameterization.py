@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from harness.fit import equality_verdict
+from harness.fit import equality_verdict, round_off_limit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
@@ -64,8 +64,8 @@ ACTIVATION = "tanh"
 DEPTH = 2
 PARAMETERIZATIONS = ("ntk", "standard")
 
-#: The two parameterizations compute the same function from the same draws, to round-off.
-SAME_FUNCTION_TOL = 1e-10
+#: The two parameterizations compute the same function from the same draws, to the round-off of
+#: the run's dtype (``harness.fit.round_off_limit``).
 
 
 def _max_eigenvalue(k) -> float:
@@ -149,7 +149,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
     series = run_sweep(tier.deep_widths[DEPTH], seeds, measure, progress, f"C18 {ACTIVATION}-depth{DEPTH}")
     mismatch = max(series.values["function_mismatch"])
     # Not a claim: a wrong parameterization would make every number below meaningless.
-    assert mismatch <= SAME_FUNCTION_TOL, f"the two parameterizations compute different functions ({mismatch:.3g})"
+    assert mismatch <= round_off_limit(dtype), f"the two parameterizations compute different functions ({mismatch:.3g})"
 
     fits = {name: series.fit(name) for name in ("ratio_standard", "ratio_ntk", "kernel_standard_fan_in_m", "hessian_standard")}
     raw_kernel = series.fit("kernel_standard")

@@ -38,8 +38,8 @@ def _config(grid) -> TrainConfig:
 
 def _grid(tier):
     grid = tier.grid("training")
-    widths = grid.get("exploratory_widths", grid["fig1_widths"][:-1])
-    seeds = grid.get("exploratory_seeds", 3)
+    widths = grid["exploratory_widths"]
+    seeds = grid["exploratory_seeds"]
     return grid, widths, seeds
 
 

@@ -28,7 +28,7 @@ from harness.infinite_width import infinite_width_ntk, layer_kernels, ntk_from_l
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
 from harness.report import bound_record, scaling_record
-from harness.sweep import point_key, run_sweep
+from harness.sweep import point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -101,25 +101,25 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
         kernels[(width, seed)] = k
         return {"relative_error": _relative_frobenius(k, k_inf)}
 
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C19", grid["limit_seeds"])))
     widths = grid["limit_widths"]
+    seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count("C19", grid["limit_seeds"]))
     series = run_sweep(widths, seeds, measure, progress, f"C19 {activation}-depth{depth}")
     fit_error = series.fit("relative_error")
 
     norm2 = float(np.sum(k_inf**2))
-    n_seeds = len(seeds)
     var_widths, var_values, var_seeds = [], [], []
     for width in widths:
-        stack = np.stack([kernels[(width, s)] for s in seeds])
+        stack = np.stack([kernels[(width, s)] for s in seeds[width]])
         total = stack.sum(axis=0)
-        for i, s in enumerate(seeds):
+        n_seeds = len(stack)
+        for i, s in enumerate(seeds[width]):
             others = (total - stack[i]) / (n_seeds - 1)
             var_widths.append(width)
             var_values.append((n_seeds - 1) / n_seeds * float(np.sum((stack[i] - others) ** 2)) / norm2)
             var_seeds.append(s)
     fit_var = power_law_fit(var_widths, var_values, var_seeds)
     top = max(widths)
-    mean_top = np.mean([kernels[(top, s)] for s in seeds], axis=0)
+    mean_top = np.mean([kernels[(top, s)] for s in seeds[top]], axis=0)
     extra = {
         "activation": activation,
         "depth": depth,
@@ -153,7 +153,7 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
             margin=VARIANCE_SLOPE_MARGIN,
             fit=fit_var,
             verdict=equality_verdict(fit_var, -1.0, VARIANCE_SLOPE_MARGIN),
-            extra={**extra, "seeds_per_width": n_seeds},
+            extra={**extra, "seeds_per_width": {str(m): len(s) for m, s in seeds.items()}},
         ),
     )
 

@@ -17,10 +17,9 @@ whose kernel must move by a measurable amount.
 from __future__ import annotations
 
 
-import jax.numpy as jnp
 import pytest
 
-from harness.fit import CONFIRMED, REFUTED, Verdict, bound_verdict, lower_bound_verdict
+from harness.fit import CONFIRMED, REFUTED, Verdict, bound_verdict, lower_bound_verdict, round_off_limit
 from harness.report import bound_record
 from harness.train import LinearizedNetwork, fig1_config, fig1_point, grid_dtype, section6_network, train_point
 
@@ -28,8 +27,7 @@ from harness.train import LinearizedNetwork, fig1_config, fig1_point, grid_dtype
 # Margins. Each is fixed before looking at data; the reason is on the line.
 
 #: A linear model's kernel is a fixed Gram matrix recomputed from the same features: any change is
-#: round-off of a few inner products, a few ulps; 1000 machine epsilons of the run's dtype.
-ROUND_OFF_EPSILONS = 1000
+#: round-off of a few inner products, a few ulps: ``harness.fit.round_off_limit`` of the run's dtype.
 
 #: The non-linear partner must move its kernel by at least this much for the comparison to mean
 #: anything: 1e-6 is ~3 orders of magnitude above the float64 tolerance and ~3 below the
@@ -65,7 +63,7 @@ def test_c16_linear_model_has_a_constant_kernel(kind, tier, base_seed, dtype, ju
     while the non-linear network of the same width, initialization and data does not."""
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
-    tolerance = ROUND_OFF_EPSILONS * float(jnp.finfo(run_dtype).eps)
+    tolerance = round_off_limit(run_dtype)
     seeds = tuple(base_seed + i for i in range(grid["seeds"]))
     linear_dk, nonlinear_dk, rows = [], [], []
     for width in grid["linear_model_widths"]:

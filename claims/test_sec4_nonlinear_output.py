@@ -16,19 +16,20 @@ import jax.numpy as jnp
 import pytest
 
 from harness import measure
-from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict
+from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict, round_off_limit
 from harness.hessian import hessian_matrix
 from harness.kernel import kernel_diagonal
 from harness.models import ACTIVATIONS, OUTPUT_FUNCTIONS, FullyConnected
 from harness.report import bound_record, exploratory_record, scaling_record
 from harness.sweep import run_sweep, seeds_by_width
+from harness.tiers import SIZED_SWEEPS
 
 # ------------------------------------------------------------------------------------------------
 # Margins, fixed before looking at data; the reason is on the line.
 
-#: C7: both sides of Eq. 12 and Eq. 13 are computed from exact dense derivatives in float64; their
-#: difference is a sum of a few hundred products, so round-off stays below ~1e-13 relative.
-IDENTITY_TOL = 1e-10
+#: C7: both sides of Eq. 12 and Eq. 13 are computed from exact dense derivatives in the run's dtype;
+#: their difference is a sum of a few hundred products: ``harness.fit.round_off_limit`` (1000
+#: epsilons; the measured worst is 2-5).
 
 #: C8: the slope of ||H~|| must not exceed +0.2 (Theta(1), not growing; harness.fit.omega1_verdict).
 #: The lower side is the limit a of ||H~|| = a + c m^(-1/2): at finite width the decaying part
@@ -45,6 +46,8 @@ OMEGA_FLOOR = 0.01
 #: Inputs per network: the Hessian norm at one input has a heavy lower tail (phi''(f) vanishes at
 #: f = 0 for tanh and sigmoid heads), the largest over 4 inputs does not.
 N_INPUTS = 4
+#: The input at which Eq. 14 is checked (at every width and seed).
+EQ14_INPUT = 0
 
 #: Classes of the softmax head.
 N_CLASSES = 3
@@ -63,11 +66,15 @@ def network(kind: str, width: int, head: str, input_dim: int) -> FullyConnected:
     raise ValueError(f"unknown network kind {kind!r}; valid: shallow, deep")
 
 
-def c8_seeds(tier, kind: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
-    """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep ones). A
+def c8_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
+    """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep swish ones):
+    the head's own count where the tier sizes it ("C8 deep-swish"), else the kind's ("C8 deep"). A
     record that is measured but not judged needs no power: half the seeds."""
     widths = tier.grid("sec4")["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
     count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
+    sized = f"C8 {kind}-{head}"
+    if sized in SIZED_SWEEPS:
+        count = tier.sweep_seed_count(sized, count)
     return seeds_by_width(widths, base_seed, count if judged else max(2, count // 2))
 
 
@@ -126,8 +133,8 @@ def test_c7_kernel_and_hessian_of_a_nonlinear_output_are_exact(head, tier, base_
             quantity="largest relative violation of Eq. 12 and Eq. 13 on exact Hessians",
             law="equal to round-off",
             worst=worst,
-            limit=IDENTITY_TOL,
-            verdict=bound_verdict(worst, IDENTITY_TOL, "relative violation of Eq. 12/13"),
+            limit=round_off_limit(dtype),
+            verdict=bound_verdict(worst, round_off_limit(dtype), "relative violation of Eq. 12/13"),
             samples=samples,
             extra={"worst_eq12": worst_12, "worst_eq13": worst_13, "widths": list(grid["identity_widths"])},
         )
@@ -173,7 +180,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
     """C8 (Eq. 13, 14): ||H~|| = Omega(1) for f~ = phi(f), while ||H|| of f falls like m^(-1/2).
 
     Measured: the largest ||H~|| over 4 inputs (and, for softmax, over the 3 components p_k, each
-    a scalar output with its own Hessian). Eq. 14 is checked at every (width, seed, input) for the
+    a scalar output with its own Hessian). Eq. 14 is checked at every (width, seed), at the first input, for the
     scalar heads (the softmax analogue is the identity of C7); the smallest slack is recorded.
     """
     grid = tier.grid("sec4")
@@ -194,11 +201,13 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
             for i in range(N_INPUTS)
         ]
         if head != "softmax":
-            slacks.extend(_eq14_slack(net, seed, width, dtype, tier, i, h) for i, h in enumerate(per_input))
+            # Eq. 14 at the first input of every (width, seed): its ||H|| of f is a Lanczos run of
+            # its own, and at all four inputs it doubled the cost of the deep sweeps (78 s of 1290).
+            slacks.append(_eq14_slack(net, seed, width, dtype, tier, EQ14_INPUT, per_input[EQ14_INPUT]))
         return {"hessian_norm": max(per_input)}
 
     judged = kind == "shallow" or head in grid["deep_judged_heads"]
-    series = run_sweep(widths, c8_seeds(tier, kind, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
+    series = run_sweep(widths, c8_seeds(tier, kind, head, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
     fit = series.fit("hessian_norm")
     record = scaling_record(
         "C8",
@@ -235,7 +244,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
                 f"{kind}-{head}-eq14",
                 title="Eq. 14: ||H~|| >= |phi''| ||grad f||^2 - |phi'| ||H||",
                 quantity="largest relative violation of Eq. 14 (negative slack)",
-                law="holds at every (width, seed, input)",
+                law=f"holds at every (width, seed), at input {EQ14_INPUT}",
                 worst=worst,
                 limit=0.0,
                 verdict=bound_verdict(worst, 0.0, "Eq. 14 violation"),

@@ -72,7 +72,7 @@ def test_c10_table1_row(row, tier, base_seed, dtype, judge, progress):
         widths, seeds = tier.deep_widths[2], tier.seeds(base_seed, hessian=True)
     ntk_seeds = tuple(base_seed + i for i in range(NTK_SEED_FACTOR * len(seeds)))
     if row == "nonlinear-output":
-        seeds = c8_seeds(tier, "deep", base_seed)  # C8's deep swish points, reused
+        seeds = c8_seeds(tier, "deep", "swish", base_seed)  # C8's deep swish points, reused
     if row == "linear-output":
         seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C10 linear-output", len(seeds))))
 

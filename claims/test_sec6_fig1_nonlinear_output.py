@@ -56,11 +56,6 @@ def _grid(tier):
     return tier.grid("training")
 
 
-def _seeds(grid, base_seed):
-    """The training grid's seeds, for every head alike."""
-    return tuple(base_seed + i for i in range(grid["seeds"]))
-
-
 def _run_facts(results) -> dict:
     """How the runs went (steps, stopping, learning rates), for a record's extra."""
     stopped = [r.stopped for r in results]
@@ -154,7 +149,7 @@ def test_c12_kernel_change_along_training(head, tier, base_seed, dtype, judge, p
     width = grid["curve_width"]
     curves, sups, finals = [], [], []
     results = []
-    for seed in _seeds(grid, base_seed):
+    for seed in fig1_seeds(grid, base_seed, head):  # C11's runs at the curve width, reused
         r = fig1_point(grid, head, width, seed, run_dtype)
         results.append(r)
         steps, values = downsample(r.kernel_steps, r.kernel_change)

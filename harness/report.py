@@ -341,13 +341,38 @@ def is_scaling_evidence(record: Mapping[str, Any]) -> bool:
     return record["kind"] == "scaling" or bool(record.get("scale_dependent"))
 
 
+def non_finite_fields(record: Mapping[str, Any]) -> list[str]:
+    """The measured numbers of a record that are NaN or infinite: its fitted slope and standard
+    error, its worst value (a bound) and the values of its points. A bound may hold an infinite worst
+    when its limit says so (a condition number of a singular matrix): only NaN counts there."""
+    bad = []
+    for key in ("slope", "stderr"):
+        value = record.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            bad.append(key)
+    worst = record.get("worst")
+    if isinstance(worst, float) and math.isnan(worst):
+        bad.append("worst")
+    points = record.get("points") or []
+    count = sum(1 for p in points if isinstance(p.get("value"), float) and not math.isfinite(p["value"]))
+    if count:
+        bad.append(f"value at {count} of {len(points)} points")
+    return bad
+
+
 def judgement(records: Sequence[Mapping[str, Any]], judged_tier: bool) -> tuple[str, str]:
     """("pass" | "skip" | "fail", the reasons) for the records of one claim test.
 
-    Exploratory records never fail. On a tier too small to judge the scaling laws (smoke), a test
-    whose only failures are scaling evidence is skipped; a failed identity or inequality fails
-    there too, since it holds at every width.
+    A record with a non-finite measurement fails at every tier, exploratory or not (a NaN is a
+    bug, never a verdict). Exploratory records never fail otherwise. On a tier too small to judge
+    the scaling laws (smoke, paper-dry), a test whose only failures are scaling evidence is
+    skipped; a failed identity or inequality fails there too, since it holds at every width.
     """
+    broken = [r for r in records if non_finite_fields(r)]
+    if broken:
+        return "fail", "\n".join(
+            f"{r['claim']} {r['variant']}: non-finite {', '.join(non_finite_fields(r))}" for r in broken
+        )
     failing = [r for r in records if r["verdict"] not in ("confirmed", EXPLORATORY)]
     text = "\n".join(f"{r['claim']} {r['variant']}: {r['verdict']}: {r['reason']}" for r in failing)
     if not failing:
@@ -626,6 +651,41 @@ def exploratory_section(records: Sequence[Mapping[str, Any]]) -> str:
 SUMMARY_SECTIONS.append(exploratory_section)
 
 
+_CLAIM_RANGE = re.compile(r"C([0-9]+)(?:-C([0-9]+))?")
+_TEST_CLAIM = re.compile(r"::test_c([0-9]+)_")
+
+
+def claim_ids_named(text: str) -> frozenset[str]:
+    """The claim ids a resource family names: "C11, C12, C14-C16" -> C11, C12, C14, C15, C16."""
+    ids = set()
+    for first, last in _CLAIM_RANGE.findall(text):
+        ids.update(f"C{n}" for n in range(int(first), int(last or first) + 1))
+    return frozenset(ids)
+
+
+def estimated_vs_measured(families: Sequence[Mapping[str, Any]], test_seconds: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Per group of claims (families that share a claim are one group): estimated estimator seconds
+    (``harness.resources``), measured seconds (the sum over the claims' tests) and their ratio."""
+    groups: list[tuple[set[str], float]] = []
+    for family in families:
+        ids, seconds = set(claim_ids_named(family["claims"])), 3600.0 * float(family["cpu_hours"])
+        for other in [g for g in groups if g[0] & ids]:
+            groups.remove(other)
+            ids |= other[0]
+            seconds += other[1]
+        groups.append((ids, seconds))
+    rows = []
+    for ids, estimated in sorted(groups, key=lambda g: min(int(c[1:]) for c in g[0])):
+        spent = sum(s for n, s in test_seconds.items() if (m := _TEST_CLAIM.search(n)) and f"C{m.group(1)}" in ids)
+        rows.append({
+            "claims": ", ".join(sorted(ids, key=lambda c: int(c[1:]))),
+            "estimated_s": estimated,
+            "measured_s": spent,
+            "ratio": spent / estimated if estimated > 0 else math.inf,
+        })
+    return rows
+
+
 def resources_section_from(runs: Mapping[str, Any]) -> str:
     latest = max(runs.values(), key=lambda m: m["date"]) if runs else None
     estimate = latest.get("resource_estimates") if latest else None
@@ -642,6 +702,25 @@ def resources_section_from(runs: Mapping[str, Any]) -> str:
     ]
     for row in estimate["families"]:
         lines.append(f"| {row['claims']} | {cell(row['largest_network'])} | {row['params']:.3g} | {row['peak_GiB']:.3f} |")
+    measured = latest.get("measured")
+    if measured and measured.get("test_seconds"):
+        total = sum(s for n, s in measured["test_seconds"].items() if n.startswith("claims/"))
+        lines += [
+            "",
+            f"Measured in the latest run ({latest['run_id']}, {latest.get('worker_processes', 1)} processes): "
+            f"peak resident memory {measured['peak_rss_GiB']:.2f} GiB per process (the JAX runtime and compiled "
+            f"code included) against the estimated {estimate['peak_GiB']:.2f} GiB of arrays; "
+            f"{total:.0f} s in the claims' tests, against {3600 * estimate['cpu_hours']:.0f} s of estimated "
+            "estimator work (the rest is compilation, Python and the claims without an estimate).",
+            "",
+            "| claims | estimated s | measured s | measured / estimated |",
+            "|---|---|---|---|",
+        ]
+        for row in estimated_vs_measured(estimate["families"], measured["test_seconds"]):
+            if row["measured_s"] <= 0:  # not run this time
+                continue
+            ratio = f"{row['ratio']:.1f}" if row["estimated_s"] >= 1 else "(estimate below 1 s)"
+            lines.append(f"| {row['claims']} | {row['estimated_s']:.0f} | {row['measured_s']:.0f} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -686,13 +765,22 @@ class RunReport:
             raise ValueError(f"record {record_key(record)} added twice in one run")
         self.records.append(dict(record))
 
-    def write(self, wall_time_s: float, args: Sequence[str], complete: bool = False, workers: int = 1) -> list[Path]:
+    def write(
+        self,
+        wall_time_s: float,
+        args: Sequence[str],
+        complete: bool = False,
+        workers: int = 1,
+        measured: Mapping[str, Any] | None = None,
+    ) -> list[Path]:
         """Merge this run's records into the tier's directory and rewrite every output.
 
         Args:
           complete: the run selected every claim, so its records replace the file's instead of
             being merged into them (records of removed claims or variants disappear).
           workers: processes that measured them (pytest-xdist workers; 1 for a run in one process).
+          measured: what the run cost: ``test_seconds`` (node id -> seconds of each claims test) and
+            ``peak_rss_GiB`` (the largest peak resident memory of its processes).
         """
         if not self.records:
             return []
@@ -708,6 +796,8 @@ class RunReport:
 
         meta["resource_estimates"] = resource_summary(get_tier(self.tier))
         meta["worker_processes"] = int(workers)
+        if measured is not None:
+            meta["measured"] = dict(measured)
         run_id = meta["run_id"]
         new = [{**r, "run": run_id} for r in self.records]
         records = merge_records(data["records"], new)

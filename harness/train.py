@@ -625,9 +625,10 @@ def grid_dtype(grid, tier_dtype) -> jnp.dtype:
 
 
 def fig1_seeds(grid: dict, base_seed: int, head: str) -> tuple[int, ...]:
-    """Seeds of a Fig. 1 width sweep (C11, C14): ``grid["linear_seeds"]`` for the linear head, whose
-    slopes need more power, ``grid["seeds"]`` for the others."""
-    count = grid["linear_seeds"] if head == "linear" else grid["seeds"]
+    """Seeds of a Fig. 1 sweep (C11, C12, C14): ``grid["linear_seeds"]`` for the linear head, whose
+    slopes need more power, ``grid["softmax_seeds"]`` for the softmax head, ``grid["seeds"]`` for the
+    others (see the tiers' power arguments)."""
+    count = {"linear": grid["linear_seeds"], "softmax": grid["softmax_seeds"]}.get(head, grid["seeds"])
     return tuple(base_seed + i for i in range(count))
 
 

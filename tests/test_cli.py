@@ -26,7 +26,7 @@ def _pytest(*args, env=None, timeout=600):
 def test_unknown_tier_is_a_usage_error_naming_the_valid_ones():
     result = _pytest("claims", "--scale", "huge", "--collect-only")
     assert result.returncode == 4
-    assert "unknown scale tier 'huge'; valid tiers: smoke, default, paper" in result.stderr
+    assert "unknown scale tier 'huge'; valid tiers: smoke, default, paper, paper-dry" in result.stderr
 
 
 def test_unknown_tier_from_the_environment():
@@ -72,7 +72,7 @@ def test_a_full_run_replaces_stale_records(tmp_path):
          "worst": 0.0, "limit": 1.0, "margin": 1.0, "n_points": 1, "verdict": "confirmed", "reason": "r"}]}
     (directory / "claims.json").write_text(json.dumps(stale))
     env = {"LINEARITY_SCALE": "smoke"}
-    subset = _pytest("claims", "--report-dir", str(tmp_path), "-k", "c1 and tanh", env=env)
+    subset = _pytest("claims", "--report-dir", str(tmp_path), "-k", "c1 and tanh", "-n", "0", env=env)
     assert subset.returncode == 0, subset.stdout + subset.stderr
     keys = {r["claim"] for r in json.loads((directory / "claims.json").read_text())["records"]}
     assert "C99" in keys
@@ -158,7 +158,7 @@ def test_run_then_compare_reports_no_difference_and_a_planted_slope_is_named(tmp
     a planted slope change fails the comparison and names its record, a run at another seed flips nothing."""
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
         result = _cli("run", "--scale", "smoke", "--seed", seed, "--claim", "C2", "--report-dir", str(tmp_path / name),
-                      "--", "-q", "-p", "no:cacheprovider", cwd=tmp_path)
+                      "--", "-q", "-p", "no:cacheprovider", "-n", "0", cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
     a, b = (tmp_path / name / "smoke" / "claims.json" for name in "ab")
     changed = [line for line in difflib.ndiff(a.read_text().splitlines(), b.read_text().splitlines())

@@ -1,0 +1,55 @@
+"""The order in which a parallel run hands out its units of work: longest first, by recorded times.
+
+A parallel run (pytest-xdist, see ``conftest.py``) sends whole units to its workers: a claims module,
+or a group of modules that reuse each other's memoized measurements. Sent in collection order, a
+long unit that comes last leaves the other workers idle while it finishes. Sent longest first (the
+LPT rule of multiprocessor scheduling: no worker finishes later than 4/3 of the optimum), the short
+units fill the gaps at the end. The lengths are the seconds each test took in the runs recorded in
+the tier's ``claims.json`` (``RunReport.write(measured=...)``); a unit with no recorded time (a new
+claim, a harness test) goes after the timed ones, those with more tests first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def recorded_test_seconds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Seconds per test node id over a report's runs (``claims.json["runs"]``), the newest run's
+    figure where several ran the same test."""
+    seconds: dict[str, float] = {}
+    for meta in sorted(runs.values(), key=lambda m: m.get("date", "")):
+        seconds.update(meta.get("measured", {}).get("test_seconds", {}))
+    return seconds
+
+
+def recorded_test_seconds_in(report_path: Path) -> dict[str, float]:
+    """``recorded_test_seconds`` of a ``claims.json``; {} when it does not exist or is unreadable."""
+    from harness.report import load_records
+
+    try:
+        return recorded_test_seconds(load_records(report_path).get("runs", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def longest_units_first(
+    nodeids: Sequence[str], unit_of: Callable[[str], str], seconds: Mapping[str, float]
+) -> list[str]:
+    """``nodeids`` regrouped so that each unit's tests are contiguous, the units in decreasing order
+    of their recorded seconds (the sum over their tests); untimed units last, those with more tests
+    first (xdist's own order), then in the order they first appear. Within a unit the collection
+    order is kept."""
+    units: dict[str, list[str]] = {}
+    for nodeid in nodeids:
+        units.setdefault(unit_of(nodeid), []).append(nodeid)
+    first_seen = {unit: i for i, unit in enumerate(units)}
+
+    def cost(unit: str) -> float:
+        return sum(seconds.get(n, 0.0) for n in units[unit])
+
+    timed = sorted((u for u in units if cost(u) > 0), key=lambda u: (-cost(u), first_seen[u]))
+    untimed = sorted((u for u in units if cost(u) <= 0), key=lambda u: (-len(units[u]), first_seen[u]))
+    return [nodeid for unit in timed + untimed for nodeid in units[unit]]
