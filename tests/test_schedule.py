@@ -74,3 +74,14 @@ def test_estimates_are_compared_per_group_of_claims_that_share_a_family():
     assert math.isclose(rows["C4"]["estimated_s"], 2.0) and rows["C4"]["measured_s"] == 6.0 and math.isclose(rows["C4"]["ratio"], 3.0)
     assert math.isclose(rows["C8, C9, C10"]["estimated_s"], 5.0) and rows["C8, C9, C10"]["measured_s"] == 20.0
     assert rows["C17"]["ratio"] == math.inf
+
+
+def test_the_compilation_cache_directory():
+    from pathlib import Path
+
+    from harness.schedule import compilation_cache_dir
+
+    assert compilation_cache_dir({"HOME": "/h"}) == Path("/h/.cache/linearity-claims/jax")
+    assert compilation_cache_dir({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/x/linearity-claims/jax")
+    assert compilation_cache_dir({"LINEARITY_JAX_CACHE": "/c", "HOME": "/h"}) == Path("/c")
+    assert compilation_cache_dir({"LINEARITY_JAX_CACHE": "OFF", "HOME": "/h"}) is None

@@ -16,7 +16,7 @@ import claims.test_sec2_linear_model as sec2
 import claims.test_sec5_convergence as sec5
 import claims.test_sec6_fig1_nonlinear_output as fig1
 import claims.test_sec6_fig2_bottleneck as fig2
-from harness.fit import CONFIRMED, bound_verdict, equality_verdict, omega1_verdict, upper_bound_verdict
+from harness.fit import CONFIRMED, bound_verdict, equality_verdict, omega1_verdict, round_off_limit, upper_bound_verdict
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
 from harness.tiers import TIERS
@@ -303,7 +303,7 @@ def test_level_checks_reject_the_wrong_side():
     # C13: the narrowest bottleneck's level must clear the floor.
     assert not bound_verdict(fig2.NARROW_FLOOR / (0.9 * fig2.NARROW_FLOOR), 1.0, "x").confirmed
     # C16: constant within round-off, and the network's kernel measurably moving.
-    tol = sec2.ROUND_OFF_EPSILONS * float(jnp.finfo(jnp.float64).eps)
+    tol = round_off_limit(jnp.float64)
     assert sec2.constant_kernel_verdict(0.0, 1e-2, tol).confirmed
     assert not sec2.constant_kernel_verdict(1e-9, 1e-2, tol).confirmed  # a linear model whose kernel moved
     assert not sec2.constant_kernel_verdict(0.0, 1e-9, tol).confirmed  # a network whose kernel did not
