@@ -376,7 +376,8 @@ def _order_longest_units_first(config, items) -> None:
 
     seconds = recorded_test_seconds_in(state["report_dir"] / "claims.json")
     by_id = {item.nodeid: item for item in items}
-    items[:] = [by_id[n] for n in longest_units_first(list(by_id), worker_group, seconds)]
+    slow = {item.nodeid for item in items if item.get_closest_marker("slow")}
+    items[:] = [by_id[n] for n in longest_units_first(list(by_id), worker_group, seconds, slow)]
 
 
 def pytest_runtest_logreport(report):

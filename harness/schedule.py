@@ -7,12 +7,12 @@ long unit that comes last leaves the other workers idle while it finishes. Sent 
 LPT rule of multiprocessor scheduling: no worker finishes later than 4/3 of the optimum), the short
 units fill the gaps at the end. The lengths are the seconds each test took in the runs recorded in
 the tier's ``claims.json`` (``RunReport.write(measured=...)``); a unit with no recorded time (a new
-claim, a harness test) goes after the timed ones, those with more tests first.
+claim, a harness test) goes after the timed ones, except a test marked slow, which goes first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,16 @@ def recorded_test_seconds_in(report_path: Path) -> dict[str, float]:
 
 
 def longest_units_first(
-    nodeids: Sequence[str], unit_of: Callable[[str], str], seconds: Mapping[str, float]
+    nodeids: Sequence[str],
+    unit_of: Callable[[str], str],
+    seconds: Mapping[str, float],
+    slow: Collection[str] = (),
 ) -> list[str]:
-    """``nodeids`` regrouped so that each unit's tests are contiguous, the units in decreasing order
-    of their recorded seconds (the sum over their tests); untimed units last, those with more tests
-    first (xdist's own order), then in the order they first appear. Within a unit the collection
-    order is kept."""
+    """``nodeids`` regrouped so that each unit's tests are contiguous: first the units with no
+    recorded time that hold a test in ``slow`` (marked slow: assumed long, so started first), then
+    the timed units in decreasing order of their recorded seconds (the sum over their tests), then
+    the other untimed units, those with more tests first (xdist's own order). Ties keep the order in
+    which units first appear; within a unit the collection order is kept."""
     units: dict[str, list[str]] = {}
     for nodeid in nodeids:
         units.setdefault(unit_of(nodeid), []).append(nodeid)
@@ -52,8 +56,10 @@ def longest_units_first(
         return sum(seconds.get(n, 0.0) for n in units[unit])
 
     timed = sorted((u for u in units if cost(u) > 0), key=lambda u: (-cost(u), first_seen[u]))
-    untimed = sorted((u for u in units if cost(u) <= 0), key=lambda u: (-len(units[u]), first_seen[u]))
-    return [nodeid for unit in timed + untimed for nodeid in units[unit]]
+    untimed = [u for u in units if cost(u) <= 0]
+    slow_first = [u for u in untimed if any(n in slow for n in units[u])]
+    rest = sorted((u for u in untimed if u not in slow_first), key=lambda u: (-len(units[u]), first_seen[u]))
+    return [nodeid for unit in slow_first + timed + rest for nodeid in units[unit]]
 
 
 # --------------------------------------------------------------------------------------------------

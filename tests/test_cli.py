@@ -48,6 +48,7 @@ def test_paper_tier_refuses_a_cpu():
     assert "--force-paper-on-cpu" in result.stderr
 
 
+@pytest.mark.slow
 def test_smoke_subset_runs_write_and_merge_reports(tmp_path):
     env = {"LINEARITY_SCALE": "smoke"}
     first = _pytest("claims", "--report-dir", str(tmp_path), "-k", "c1 and tanh", env=env)
@@ -153,6 +154,7 @@ def test_run_is_a_thin_wrapper_over_pytest(tmp_path):
         cli.pytest_command(args, [], root=tmp_path)
 
 
+@pytest.mark.slow
 def test_run_then_compare_reports_no_difference_and_a_planted_slope_is_named(tmp_path):
     """The auditor's steps at the smoke tier: two runs at seed 0 agree line for line but the run metadata,
     a planted slope change fails the comparison and names its record, a run at another seed flips nothing."""

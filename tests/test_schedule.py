@@ -85,3 +85,11 @@ def test_the_compilation_cache_directory():
     assert compilation_cache_dir({"HOME": "/h", "XDG_CACHE_HOME": "/x"}) == Path("/x/linearity-claims/jax")
     assert compilation_cache_dir({"LINEARITY_JAX_CACHE": "/c", "HOME": "/h"}) == Path("/c")
     assert compilation_cache_dir({"LINEARITY_JAX_CACHE": "OFF", "HOME": "/h"}) is None
+
+
+def test_an_untimed_slow_test_starts_first():
+    nodeids = ["a::1", "b::1", "c::1"]
+    order = longest_units_first(nodeids, _unit, {"a::1": 50.0}, slow={"c::1"})
+    assert order == ["c::1", "a::1", "b::1"]
+    # Once timed, it takes its place by its time.
+    assert longest_units_first(nodeids, _unit, {"a::1": 50.0, "c::1": 5.0}, slow={"c::1"}) == ["a::1", "c::1", "b::1"]
