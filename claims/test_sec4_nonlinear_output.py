@@ -68,7 +68,7 @@ def network(kind: str, width: int, head: str, input_dim: int) -> FullyConnected:
 
 def c8_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
     """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep swish ones):
-    the head's own count where the tier sizes it ("C8 deep-swish"), else the kind's ("C8 deep"). A
+    the head's own count where the tier sizes it ("C8 shallow-swish"), else the kind's ("C8 deep"). A
     record that is measured but not judged needs no power: a quarter of the seeds (at least 2)."""
     widths = tier.grid("sec4")["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
     count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
