@@ -10,7 +10,7 @@ measure it (``harness.hessian``, ``harness.train``), at seed 0:
 
 For each it prints the wall time (compilation included, then a second, compiled call where that is
 cheap), the device's peak memory (``memory_stats``; the process's peak RSS on a CPU) and, for the
-Hessian, the time of one Hessian-vector product over one gradient (reverse-over-forward: ~2-4x).
+Hessian, the time of one Hessian-vector product over one gradient (forward-over-reverse: a few gradients at scale).
 
 ``--small`` divides every width by 100 (and caps the training steps) so that the script itself can
 be tested on a CPU (``--allow-cpu``); the figures it prints then mean nothing about a GPU.
@@ -88,7 +88,7 @@ def hessian_config(hidden: tuple[int, ...], dtype: str) -> dict:
     t_grad = _seconds(lambda: grad(params, fixed, x, 0))
     t_hvp = _seconds(lambda: hvp(params, params, fixed, x))  # H v at v = w0: any direction costs the same
     return {
-        "weights": net.num_params(),
+        "weights": net.num_params,
         "value": float(norm.spectral_norm),
         "hvps": int(norm.iterations),
         "error_bound": float(norm.error_bound),
@@ -111,7 +111,7 @@ def train_config(hidden: tuple[int, ...], dtype: str, max_steps: int) -> dict:
     start = time.perf_counter()
     result = train_point(net, seed=0, width=hidden[0], n=N_TRAIN, dtype=jnp.dtype(dtype), config=config)
     return {
-        "weights": net.num_params(),
+        "weights": net.num_params,
         "value": float(result.delta_k),
         "steps": int(result.steps),
         "converged": result.stopped == "tolerance",
