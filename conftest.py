@@ -391,14 +391,6 @@ def pytest_runtest_logreport(report):
     seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + float(report.duration)
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory (ru_maxrss is in KiB on Linux, bytes on macOS)."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
 def _selected_every_claim(session) -> bool:
     """True when this run collected every claim test and deselected none (a full claims run)."""
     claims_dir = ROOT / "claims"
@@ -434,13 +426,15 @@ def pytest_sessionfinish(session, exitstatus):
     state = getattr(config, "_linearity", None)
     if not state:
         return
+    from harness.schedule import peak_rss_bytes
+
     if _is_worker(config):
         from harness.report import plain_json
 
         records = state["report"].records if state["report"] is not None else []
         # JSON text keeps NaN and inf as numbers (execnet carries only plain Python data).
         config.workeroutput["linearity"] = json.dumps(
-            {"records": plain_json(records), "complete": _selected_every_claim(session), "peak_rss_bytes": _peak_rss_bytes()}
+            {"records": plain_json(records), "complete": _selected_every_claim(session), "peak_rss_bytes": peak_rss_bytes()}
         )
         return
     if state["worker_records"]:
@@ -458,7 +452,7 @@ def pytest_sessionfinish(session, exitstatus):
     workers = len(state["worker_complete"]) or 1
     measured = {
         "test_seconds": {n: round(s, 2) for n, s in sorted(state["test_seconds"].items())},
-        "peak_rss_GiB": round(max([_peak_rss_bytes(), *state["worker_peak_rss"]]) / 2**30, 3),
+        "peak_rss_GiB": round(max([peak_rss_bytes(), *state["worker_peak_rss"]]) / 2**30, 3),
         # A run with a warm cache spends less time compiling: its seconds are not those of a fresh run.
         "compilation_cache": state["compilation_cache"],
     }

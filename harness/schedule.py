@@ -62,6 +62,15 @@ def longest_units_first(
     return [nodeid for unit in slow_first + timed + rest for nodeid in units[unit]]
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 # --------------------------------------------------------------------------------------------------
 # The compiled code a run's processes share
 #: Environment variable: a directory for JAX's persistent compilation cache, or "off".

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -50,8 +49,9 @@ def _peak_memory_bytes() -> tuple[int, str]:
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         return int(stats["peak_bytes_in_use"]), "device peak"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024), "process peak RSS"
+    from harness.schedule import peak_rss_bytes
+
+    return peak_rss_bytes(), "process peak RSS"
 
 
 def _seconds(fn: Callable[[], object], repeats: int = 3) -> float:
