@@ -214,9 +214,13 @@ def pytest_configure(config):
         "worker_complete": [],
         "worker_peak_rss": [],
         "test_seconds": {},
+        "compile_seconds": {},
         "compilation_cache": None if cache is None else str(cache),
     }
     _CONFIG["config"] = config
+    from harness.schedule import CompileClock
+
+    config._linearity["compile_clock"] = CompileClock().start()
 
 
 def pytest_report_header(config):
@@ -380,15 +384,31 @@ def _order_longest_units_first(config, items) -> None:
     items[:] = [by_id[n] for n in longest_units_first(list(by_id), worker_group, seconds, slow)]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In the process that runs the test: each phase's report carries the seconds it spent
+    compiling (``harness.schedule.CompileClock``), which reach the controller with the report."""
+    outcome = yield
+    state = getattr(item.config, "_linearity", None)
+    if state is None:
+        return
+    clock = state["compile_clock"]
+    outcome.get_result().user_properties.append(("compile_seconds", clock.seconds - state.get("compile_mark", 0.0)))
+    state["compile_mark"] = clock.seconds
+
+
 def pytest_runtest_logreport(report):
     """The controller (or a run without workers) adds up the seconds of every test (setup, call and
-    teardown): the report records them, and the next parallel run hands out its longest units first."""
+    teardown) and the part spent compiling: the report records them, and the next parallel run hands
+    out its longest units first."""
     config = _CONFIG.get("config")
     state = getattr(config, "_linearity", None)
     if state is None or _is_worker(config):
         return
     seconds = state["test_seconds"]
     seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + float(report.duration)
+    compiling = sum(float(v) for k, v in report.user_properties if k == "compile_seconds")
+    state["compile_seconds"][report.nodeid] = state["compile_seconds"].get(report.nodeid, 0.0) + compiling
 
 
 def _selected_every_claim(session) -> bool:
@@ -452,6 +472,8 @@ def pytest_sessionfinish(session, exitstatus):
     workers = len(state["worker_complete"]) or 1
     measured = {
         "test_seconds": {n: round(s, 2) for n, s in sorted(state["test_seconds"].items())},
+        # The part of each test's seconds spent tracing and compiling JAX programs.
+        "compile_seconds": {n: round(s, 2) for n, s in sorted(state["compile_seconds"].items())},
         "peak_rss_GiB": round(max([peak_rss_bytes(), *state["worker_peak_rss"]]) / 2**30, 3),
         # A run with a warm cache spends less time compiling: its seconds are not those of a fresh run.
         "compilation_cache": state["compilation_cache"],

@@ -94,3 +94,38 @@ def compilation_cache_dir(environ: Mapping[str, str]) -> Path | None:
         return Path(value).expanduser()
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME", "~")) / ".cache")
     return Path(base).expanduser() / "linearity-claims" / "jax"
+
+
+# --------------------------------------------------------------------------------------------------
+# Seconds spent compiling
+#: JAX's monitoring events that time one step of turning a traced function into an executable.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class CompileClock:
+    """Seconds this process has spent tracing, lowering and compiling JAX programs since ``start``.
+
+    A run's wall time is part compilation (a new shape of every estimator) and part arithmetic;
+    only the second grows with seeds, so sizing a sweep by its measured seconds needs the split. A
+    program loaded from the persistent cache costs its retrieval, not a compilation.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._listening = False
+
+    def _listen(self, event: str, duration: float, **_kwargs) -> None:
+        if event in COMPILE_EVENTS:
+            self.seconds += float(duration)
+
+    def start(self) -> CompileClock:
+        if not self._listening:
+            import jax.monitoring
+
+            jax.monitoring.register_event_duration_secs_listener(self._listen)
+            self._listening = True
+        return self

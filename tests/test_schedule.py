@@ -93,3 +93,20 @@ def test_an_untimed_slow_test_starts_first():
     assert order == ["c::1", "a::1", "b::1"]
     # Once timed, it takes its place by its time.
     assert longest_units_first(nodeids, _unit, {"a::1": 50.0, "c::1": 5.0}, slow={"c::1"}) == ["a::1", "c::1", "b::1"]
+
+
+def test_the_compile_clock_counts_a_compilation_once_and_not_a_cached_call():
+    import jax
+    import jax.numpy as jnp
+
+    from harness.schedule import CompileClock
+
+    clock = CompileClock().start()
+    fn = jax.jit(lambda x: jnp.cumsum(jnp.sin(x) * 3.0) @ x)
+    first, second = jnp.arange(7.0), jnp.ones(7)
+    before = clock.seconds
+    fn(first).block_until_ready()
+    compiled = clock.seconds - before
+    fn(second).block_until_ready()
+    assert compiled > 0
+    assert clock.seconds - before == compiled
