@@ -72,6 +72,10 @@ def pytest_addoption(parser):
         "--force-paper-on-cpu", action="store_true", default=False, help="run the paper tier without a GPU"
     )
     group.addoption(
+        "--resume", action="store_true", default=False,
+        help="replay the tests a killed run of the same code, tier and seed finished (reports/<tier>/progress.json)",
+    )
+    group.addoption(
         "--claim", action="append", default=[], metavar="ID",
         help="run only the tests of this claim id (C2, X1; repeat or comma-separate for several)",
     )
@@ -221,6 +225,25 @@ def pytest_configure(config):
     from harness.schedule import CompileClock
 
     config._linearity["compile_clock"] = CompileClock().start()
+    _start_progress(config)
+
+
+def _start_progress(config) -> None:
+    """This run's ``harness.progress.RunProgress``: resumed from the file with ``--resume`` (every
+    process reads it; only the controller writes it), else empty (the first finished test
+    overwrites the file of any earlier run)."""
+    from harness.progress import RunProgress, current_run_id
+
+    state = config._linearity
+    run_id = current_run_id(state["tier"].name, state["base_seed"])
+    if config.getoption("--resume"):
+        try:
+            progress, line = RunProgress.resumed(state["report_dir"], run_id)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
+    else:
+        progress, line = RunProgress(state["report_dir"], run_id), None
+    state.update(progress=progress, resume_line=line, finished_calls={})
 
 
 def pytest_report_header(config):
@@ -236,6 +259,14 @@ def pytest_report_header(config):
         f"linearity-claims: tier {tier.name} ({tier.dtype}), base seed {state['base_seed']}, "
         f"reports in {state['report_dir']}, jax {jax.__version__} on {jax.default_backend()}, source {code}"
     )
+
+
+def pytest_sessionstart(session):
+    """``--resume``: say what is replayed (also under -q, where pytest prints no header)."""
+    state = getattr(session.config, "_linearity", None)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if state and state["resume_line"] and reporter is not None and not _is_worker(session.config):
+        reporter.write_line(f"linearity-claims {state['resume_line']}")
 
 
 @pytest.fixture(scope="session")
@@ -259,9 +290,13 @@ def dtype(tier):
 @pytest.fixture(scope="session")
 def report(pytestconfig):
     """The run's report; records added here are merged into ``reports/<tier>/`` at the end."""
+    return _run_report(pytestconfig)
+
+
+def _run_report(config):
     from harness.report import RunReport
 
-    state = pytestconfig._linearity
+    state = config._linearity
     if state["report"] is None:
         state["report"] = RunReport(state["report_dir"], state["tier"].name, state["base_seed"], state["tier"].dtype)
     return state["report"]
@@ -295,7 +330,7 @@ def progress(pytestconfig, request):
 
 
 @pytest.fixture
-def judge(report, tier):
+def judge(request):
     """``judge(*records)``: add the records to the report, then require confirmed verdicts.
 
     All records are added before any is judged, so a failing claim still leaves its numbers in the
@@ -304,18 +339,46 @@ def judge(report, tier):
     small to judge), never passed; an identity or inequality holds at every width, so one that
     fails fails at the smoke tier too.
     """
-    from harness.report import judgement
 
     def check(*records) -> None:
-        for record in records:
-            report.add(record)
-        outcome, text = judgement(records, tier.judged)
-        if outcome == "skip":
-            pytest.skip(f"at the {tier.name} tier: " + text)
-        if outcome == "fail":
-            pytest.fail(text, pytrace=False)
+        _add_and_judge(request.node, records)
 
     return check
+
+
+def _add_and_judge(item, records) -> None:
+    """``judge``'s work, also done for a test replayed by ``--resume``: the records go into the
+    run's report and, with the test's report, to the progress file."""
+    import json
+
+    from harness.report import judgement, plain_json
+
+    tier = item.config._linearity["tier"]
+    report = _run_report(item.config)
+    for record in records:
+        report.add(record)
+    item.user_properties.append(("linearity_records", json.dumps(plain_json(list(records)))))
+    outcome, text = judgement(records, tier.judged)
+    if outcome == "skip":
+        pytest.skip(f"at the {tier.name} tier: " + text)
+    if outcome == "fail":
+        pytest.fail(text, pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """``--resume``: a test the interrupted run finished is replayed from its stored records (added
+    to the report and judged again, so a verdict cannot change) instead of measured again."""
+    state = getattr(pyfuncitem.config, "_linearity", None)
+    stored = state["progress"].replay(pyfuncitem.nodeid) if state and pyfuncitem.config.getoption("--resume") else None
+    if stored is None:
+        return None
+    pyfuncitem.user_properties.append(("linearity_replayed_seconds", stored["seconds"]))
+    if stored["records"]:
+        _add_and_judge(pyfuncitem, stored["records"])
+    if stored["outcome"] == "skipped":
+        pytest.skip(stored["reason"])
+    return True
 
 
 def _claim_sort_key(claim: str) -> tuple[bool, int]:
@@ -409,6 +472,26 @@ def pytest_runtest_logreport(report):
     seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + float(report.duration)
     compiling = sum(float(v) for k, v in report.user_properties if k == "compile_seconds")
     state["compile_seconds"][report.nodeid] = state["compile_seconds"].get(report.nodeid, 0.0) + compiling
+    _note_progress(state, report)
+
+
+def _note_progress(state, report) -> None:
+    """A claims test's call outcome and records, saved to the progress file once its teardown is
+    done (the harness's own tests are not tracked: a run of them leaves a killed run's file alone)."""
+    import json
+
+    if not report.nodeid.startswith("claims/"):
+        return
+    properties = dict(report.user_properties)
+    if report.when == "call":
+        records = [r for k, v in report.user_properties if k == "linearity_records" for r in json.loads(v)]
+        reason = report.longrepr[2].removeprefix("Skipped: ") if report.skipped and isinstance(report.longrepr, tuple) else ""
+        state["finished_calls"][report.nodeid] = (report.outcome, records, reason)
+    elif report.when == "teardown" and report.nodeid in state["finished_calls"]:
+        outcome, records, reason = state["finished_calls"].pop(report.nodeid)
+        if "linearity_replayed_seconds" in properties:  # what measuring it cost, for the schedule
+            state["test_seconds"][report.nodeid] = float(properties["linearity_replayed_seconds"])
+        state["progress"].finish(report.nodeid, outcome, state["test_seconds"][report.nodeid], records, reason)
 
 
 def _selected_every_claim(session) -> bool:
@@ -467,8 +550,16 @@ def pytest_sessionfinish(session, exitstatus):
         complete = bool(state["worker_complete"]) and all(state["worker_complete"])
     else:
         complete = _selected_every_claim(session)
-    if state["report"] is None or not state["report"].records:
-        return
+    if state["report"] is not None and state["report"].records:
+        _write_run_report(session, state, complete)
+    if exitstatus != pytest.ExitCode.INTERRUPTED:  # every selected test ran: nothing to resume
+        state["progress"].remove()
+
+
+def _write_run_report(session, state, complete: bool) -> None:
+    """The controller's (or a single process's) last step: the merged report, with what it cost."""
+    from harness.schedule import peak_rss_bytes
+
     workers = len(state["worker_complete"]) or 1
     measured = {
         "test_seconds": {n: round(s, 2) for n, s in sorted(state["test_seconds"].items())},
@@ -484,3 +575,4 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"linearity-claims: wrote {', '.join(str(p) for p in paths)}")
+

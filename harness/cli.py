@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--report-dir", default=None, help="report root (default reports/ of the checkout); "
                      "use a separate directory to keep the committed reference")
     run.add_argument("--claim", action="append", default=[], metavar="ID", help="only this claim (C2, X1); repeatable")
+    run.add_argument("--resume", action="store_true", help="replay the tests a killed run of the same code finished")
     run.add_argument("--dry-run", action="store_true", help="print the pytest command without running it")
     commands.add_parser(
         "compare", help="compare two runs record by record", add_help=False,
@@ -94,6 +95,8 @@ def pytest_command(args: argparse.Namespace, extra: Sequence[str], root: Path | 
             command += [option, str(value)]
     for claim in args.claim:
         command += ["--claim", claim]
+    if getattr(args, "resume", False):
+        command.append("--resume")
     return command + list(extra)
 
 

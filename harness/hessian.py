@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Callable
 
 import jax
@@ -419,18 +420,27 @@ def _lanczos_hessian(fn, params, args, v0, tol, max_iters, reorth, basis, stop="
 
 #: The Krylov basis of the last Lanczos run, kept for the next run of the same shapes: allocating
 #: and zero-filling max_iters x p numbers per call costs more than a short run itself (page faults
-#: on a fresh buffer), while a donated buffer is reused in place. One entry: sweeps go width by width.
-_BASIS_POOL: dict = {}
+#: on a fresh buffer), while a donated buffer is reused in place. One entry per thread (a sweep
+#: spread over several devices runs one thread per device, ``harness.sweep``), as sweeps go width
+#: by width.
+_BASIS_POOL = threading.local()
 
 
 def _take_basis(params, rows: int):
     leaves, treedef = jax.tree_util.tree_flatten(params)
     key = (treedef, tuple((leaf.shape, leaf.dtype.name) for leaf in leaves), rows)
-    basis = _BASIS_POOL.pop(key, None)
+    pool = _basis_pool()
+    basis = pool.pop(key, None)
     if basis is None:
-        _BASIS_POOL.clear()  # free the old shape's buffer before allocating a new one
+        pool.clear()  # free the old shape's buffer before allocating a new one
         basis = jax.tree_util.tree_map(lambda x: jnp.zeros((rows, *x.shape), x.dtype), params)
     return key, basis
+
+
+def _basis_pool() -> dict:
+    if not hasattr(_BASIS_POOL, "buffers"):
+        _BASIS_POOL.buffers = {}
+    return _BASIS_POOL.buffers
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "max_iters"))
@@ -539,7 +549,7 @@ def hessian_spectral_norm(
             raise ValueError(f"unknown stop rule {stop!r}; valid: {', '.join(STOP_RULES)}")
         out = _lanczos_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters, mode, basis, stop)
         if pool_key is not None:
-            _BASIS_POOL[pool_key] = out.pop("basis")
+            _basis_pool()[pool_key] = out.pop("basis")
         else:
             out.pop("basis")
         out = jax.device_get(out)

@@ -11,6 +11,7 @@ from ``fold_in(point_key(seed, width, "lanczos"), i)`` and a direction in weight
 from __future__ import annotations
 
 import collections
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +30,25 @@ def inputs(seed: int, width: int, dim: int, n: int, dtype) -> jax.Array:
 
 #: The weights of the last few points, kept while several inputs and output components of the same
 #: point are measured. Not kept beyond: a sweep's weights would fill memory (hundreds of points of
-#: megabytes each), and redrawing them costs a NumPy draw.
-_RECENT_WEIGHTS: collections.OrderedDict = collections.OrderedDict()
+#: megabytes each), and redrawing them costs a NumPy draw. One cache per thread: a sweep spread over
+#: several devices measures on each in a thread of its own (``harness.sweep``), whose arrays stay there.
+_RECENT = threading.local()
 RECENT_WEIGHTS_KEPT = 4
+
+
+def _recent_weights() -> collections.OrderedDict:
+    if not hasattr(_RECENT, "weights"):
+        _RECENT.weights = collections.OrderedDict()
+    return _RECENT.weights
 
 
 def weights(net, seed: int, width: int, dtype, radius: float = 0.0):
     """W0 of a point, moved to distance ``radius`` along a uniformly random direction if radius > 0."""
     key = (net, jnp.dtype(dtype).name, width, seed, radius)
-    if key in _RECENT_WEIGHTS:
-        _RECENT_WEIGHTS.move_to_end(key)
-        return _RECENT_WEIGHTS[key]
+    recent = _recent_weights()
+    if key in recent:
+        recent.move_to_end(key)
+        return recent[key]
 
     def compute():
         params, fixed = net.init(point_key(seed, width, "init"), dtype)
@@ -49,10 +58,10 @@ def weights(net, seed: int, width: int, dtype, radius: float = 0.0):
             params = jax.tree_util.tree_map(lambda w, u: w + (radius / norm) * u, params, direction)
         return params, fixed
 
-    _RECENT_WEIGHTS[key] = compute()
-    while len(_RECENT_WEIGHTS) > RECENT_WEIGHTS_KEPT:
-        _RECENT_WEIGHTS.popitem(last=False)
-    return _RECENT_WEIGHTS[key]
+    recent[key] = compute()
+    while len(recent) > RECENT_WEIGHTS_KEPT:
+        recent.popitem(last=False)
+    return recent[key]
 
 
 def hessian_estimate(

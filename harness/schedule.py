@@ -116,11 +116,13 @@ class CompileClock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.by_event = dict.fromkeys(COMPILE_EVENTS, 0.0)
         self._listening = False
 
     def _listen(self, event: str, duration: float, **_kwargs) -> None:
         if event in COMPILE_EVENTS:
             self.seconds += float(duration)
+            self.by_event[event] += float(duration)
 
     def start(self) -> CompileClock:
         if not self._listening:

@@ -1,12 +1,15 @@
-"""Sweeps over (width, seed): keys, progress, and the error that names where a sweep broke.
+"""Sweeps over (width, seed): keys, devices, progress, and the error that names where a sweep broke.
 
 A sweep measures one quantity at every (width, seed) pair. Each pair gets its own PRNG key,
 ``fold_in(fold_in(key(seed), width), stream)``, so a point can be recomputed alone and the same seed
-always gives the same numbers, whatever else the run measured.
+always gives the same numbers, whatever else the run measured, and wherever it ran: when JAX sees
+several devices (a multi-GPU machine, or ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` on a
+CPU), the seeds of each width are spread over them, one thread per device.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
 import time
@@ -98,33 +101,74 @@ def seeds_by_width(widths: Sequence[int], base_seed: int, count: int) -> dict[in
     }
 
 
+def sweep_devices() -> list:
+    """The devices a sweep spreads its seeds over: the local devices of JAX's default backend."""
+    return list(jax.local_devices())
+
+
+def measure_on_devices(
+    points: Sequence, measure: Callable[..., dict[str, float]], devices: Sequence | None = None, label: str = ""
+) -> list[dict[str, float]]:
+    """``measure(*point)`` for each point (a (width, seed) pair), in order.
+
+    With one device, one after the other. With n devices, point i runs on device i mod n, each
+    device's points in order in a thread of its own under ``jax.default_device``: the keys, weights
+    and inputs of a point are created there, and JAX releases the interpreter while a device
+    computes. A point's numbers do not depend on where it ran (the same program on the same kind
+    of device). Errors are ``MeasurementError`` naming the point, and non-finite values are errors.
+    """
+    devices = sweep_devices() if devices is None else list(devices)
+
+    def one(point) -> dict[str, float]:
+        try:
+            measured = measure(*point)
+        except MeasurementError:
+            raise
+        except Exception as err:
+            raise MeasurementError(f"{label} {_where(point)}: {type(err).__name__}: {err}") from err
+        bad = {k: v for k, v in measured.items() if not math.isfinite(float(v))}
+        if bad:
+            raise MeasurementError(f"{label} {_where(point)}: non-finite value(s) {bad}")
+        return measured
+
+    if len(devices) <= 1:
+        return [one(p) for p in points]
+
+    def on_device(d: int) -> list[dict[str, float]]:
+        with jax.default_device(devices[d]):
+            return [one(p) for p in points[d :: len(devices)]]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        shares = list(pool.map(on_device, range(len(devices))))
+    return [shares[i % len(devices)][i // len(devices)] for i in range(len(points))]
+
+
+def _where(point) -> str:
+    return f"width {point[0]}, seed {point[1]}" if len(point) == 2 else f"point {point}"
+
+
 def run_sweep(
     widths: Sequence[int],
     seeds: Sequence[int] | Mapping[int, Sequence[int]],
     measure: Callable[[int, int], dict[str, float]],
     progress: Callable[[str], None] | None = None,
     label: str = "",
+    devices: Sequence | None = None,
 ) -> Series:
     """Call ``measure(width, seed)`` at every point; return the series of what it measured.
 
     ``seeds`` is one sequence for every width, or a mapping from width to its seeds
     (``seeds_by_width``). ``measure`` returns a dict of named scalar values. A non-finite value or an
-    exception inside it is re-raised as a ``MeasurementError`` naming the width and the seed.
+    exception inside it is re-raised as a ``MeasurementError`` naming the width and the seed. The
+    seeds of a width are spread over ``devices`` (default: ``sweep_devices()``; see
+    ``measure_on_devices``); the series is in the same order whatever the number of devices.
     """
     series = Series()
     for width in widths:
         start = time.time()
-        width_seeds = seeds[width] if isinstance(seeds, Mapping) else seeds
-        for seed in width_seeds:
-            try:
-                measured = measure(width, seed)
-            except MeasurementError:
-                raise
-            except Exception as err:
-                raise MeasurementError(f"{label} width {width}, seed {seed}: {type(err).__name__}: {err}") from err
-            bad = {k: v for k, v in measured.items() if not math.isfinite(float(v))}
-            if bad:
-                raise MeasurementError(f"{label} width {width}, seed {seed}: non-finite value(s) {bad}")
+        width_seeds = list(seeds[width] if isinstance(seeds, Mapping) else seeds)
+        points = [(width, seed) for seed in width_seeds]
+        for (_, seed), measured in zip(points, measure_on_devices(points, measure, devices, label)):
             series.add(width, seed, measured)
         if progress is not None:
             means = ", ".join(

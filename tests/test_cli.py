@@ -150,6 +150,8 @@ def test_run_is_a_thin_wrapper_over_pytest(tmp_path):
     command = cli.pytest_command(args, ["-x"])
     assert command == [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--scale", "smoke", "--seed", "2",
                        "--report-dir", "out", "--claim", "C2", "-x"]
+    resumed = cli.build_parser().parse_args(["run", "--resume"])
+    assert cli.pytest_command(resumed, []) == [sys.executable, "-m", "pytest", str(ROOT / "claims"), "--resume"]
     with pytest.raises(cli.CliError, match="needs the source tree"):
         cli.pytest_command(args, [], root=tmp_path)
 
