@@ -35,6 +35,7 @@ import functools
 import math
 import threading
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -210,6 +211,257 @@ def ritz_error_bound(residual: jax.Array, gap: jax.Array) -> jax.Array:
     return jnp.where(gap > 0, jnp.minimum(residual, residual**2 / safe_gap), residual)
 
 
+class LanczosSettings(NamedTuple):
+    """What a Lanczos run is asked for (static: each setting is compiled in)."""
+
+    max_iters: int  # k: the iteration cap and the number of stored basis vectors
+    reorth: str  # "partial", "full" or "none"
+    stop: str  # "error-bound" or "residual"
+    dtype_eps: float  # machine epsilon of the vectors' dtype
+    psi: float  # rounding added to the omega recurrence at each step
+
+    @property
+    def stores_basis(self) -> bool:
+        return self.reorth != "none"
+
+
+def lanczos_settings(v0, max_iters: int, reorth: str, stop: str) -> LanczosSettings:
+    """The settings of a run from its start vector (its dtypes and size) and the user's choices."""
+    if max_iters < 2:
+        raise ValueError(f"max_iters must be >= 2, got {max_iters}")
+    if reorth not in REORTH_MODES:
+        raise ValueError(f"unknown reorth mode {reorth!r}; valid: {', '.join(REORTH_MODES)}")
+    if stop not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {stop!r}; valid: {', '.join(STOP_RULES)}")
+    leaves = jax.tree_util.tree_leaves(v0)
+    dtype_eps = max(float(jnp.finfo(leaf.dtype).eps) for leaf in leaves)
+    num_params = sum(leaf.size for leaf in leaves)
+    # Rounding added to the omega recurrence at each step. Simon (1984) and Larsen's PROPACK take
+    # eps * sqrt(p) / 2, the error of a length-p inner product accumulated in working precision: kept
+    # when the vectors are float64 (dot products are then accumulated in their own precision). With
+    # narrower vectors the dot products are accumulated in float64 and the local loss of
+    # orthogonality is the rounding of the stored vectors, |q_k . delta| <= eps |delta| ~ eps: psi =
+    # eps. Measured on depth 1-3 tanh / swish networks of 1.3e5 to 8.4e6 float32 weights over 50-60
+    # steps without re-orthogonalization, this estimate stays 2 to 6 times above the actual
+    # max_k |q_{j+1} . q_k| at every step, while eps * sqrt(p) / 2 overestimates it 300- to
+    # 4000-fold and made partial re-orthogonalization fire on most steps (tests/test_hessian.py
+    # checks that the stored basis stays semi-orthogonal, in float32 and float64, under this psi).
+    wider_dots = dtype_eps > float(jnp.finfo(F64).eps)
+    psi = dtype_eps if wider_dots else dtype_eps * math.sqrt(num_params) / 2
+    return LanczosSettings(int(max_iters), reorth, stop, dtype_eps, psi)
+
+
+class LanczosVectors(NamedTuple):
+    """The vectors of a run, each shaped like the weights.
+
+    ``ring`` holds q_j and q_{j-1} in rows j mod 2 and 1 - j mod 2; step j writes q_{j+1} over
+    q_{j-1} (carrying them as two variables made XLA copy both on every step to shift them, a third
+    of a step's time at width 1024 in float32). ``basis`` holds q_0 ... q_{j} (row i is q_i) when
+    the settings store it, else a dummy scalar.
+    """
+
+    ring: Any
+    basis: Any
+
+
+class Tridiagonal(NamedTuple):
+    """The scalars of a run after j steps: the tridiagonal T_j and the orthogonality estimates.
+
+    ``alphas[i]``, ``betas[i]`` (i < j) are the diagonal and the off-diagonal (beta_i = ||r_i||, the
+    norm of step i's residual vector); ``omega`` and ``omega_prev`` are Simon's estimates of
+    q_{j} . q_i and q_{j-1} . q_i; ``force``: re-orthogonalize the next vector too (Simon: after a
+    re-orthogonalization the next one is done as well); ``reorthogonalized[i]``: step i projected
+its vector against the basis; ``broke[i]``: step i reached an invariant
+    subspace (its beta is round-off), so T_{i+1}'s Ritz values are exact; ``bound``: the largest
+    Gershgorin row sum of T so far, an upper bound on ||T|| that needs no eigenproblem.
+    """
+
+    j: jax.Array
+    alphas: jax.Array
+    betas: jax.Array
+    omega: jax.Array
+    omega_prev: jax.Array
+    force: jax.Array
+    reorthogonalized: jax.Array
+    broke: jax.Array
+    bound: jax.Array
+
+
+class RitzCheck(NamedTuple):
+    """The stopping test at one step: the extreme Ritz values of T_{j+1} and their error bounds."""
+
+    converged: jax.Array
+    theta_max: jax.Array
+    theta_min: jax.Array
+    residual: jax.Array  # relative to max(|theta|)
+    error_bound: jax.Array  # relative to max(|theta|)
+
+
+def lanczos_start(v0, settings: LanczosSettings, basis=None) -> tuple[LanczosVectors, Tridiagonal]:
+    """q_0 = v0 / ||v0|| and an empty T. ``basis``: storage to reuse (rows beyond j are never read)."""
+    k = settings.max_iters
+    q0 = _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0)
+    ring = jax.tree_util.tree_map(lambda x: jnp.stack([x, jnp.zeros_like(x)]), q0)
+    if not settings.stores_basis:
+        basis = jnp.zeros((), F64)
+    elif basis is None:
+        basis = jax.tree_util.tree_map(lambda x: jnp.zeros((k, *x.shape), x.dtype), v0)
+    zeros_k = jnp.zeros((k,), F64)
+    tri = Tridiagonal(
+        j=jnp.zeros((), jnp.int32), alphas=zeros_k, betas=zeros_k, omega=zeros_k, omega_prev=zeros_k,
+        force=jnp.asarray(False), reorthogonalized=jnp.zeros((k,), bool),
+        broke=jnp.zeros((k,), bool), bound=jnp.zeros((), F64),
+    )
+    return LanczosVectors(ring, basis), tri
+
+
+def _omega_update(tri: Tridiagonal, alpha, beta, settings: LanczosSettings) -> jax.Array:
+    """Simon's recurrence: the estimates omega_{j+1,i} of q_{j+1} . q_i (i <= j) after step j.
+
+    The unit diagonal omega_{j,j} = 1 is stored as 0 at every step, the initial one included: it
+    enters only through beta_{j-1} omega_{j,j} - beta_{j-1} omega_{j-1,j-1}, which cancels when both
+    follow one convention (a 1 stored at step 0 alone showed an O(1) loss at step 1 and forced two
+    needless re-orthogonalizations in every run). omega_{j+1,j} is the rounding psi.
+    """
+    j, omega, betas, psi = tri.j, tri.omega, tri.betas, settings.psi
+    idx = jnp.arange(settings.max_iters)
+    beta_prev = jnp.where(j > 0, betas[jnp.maximum(j - 1, 0)], 0.0)
+    up = jnp.concatenate([omega[1:], jnp.zeros((1,), F64)])  # omega_{j,i+1}
+    down = jnp.concatenate([jnp.zeros((1,), F64), omega[:-1]])  # omega_{j,i-1}
+    betas_down = jnp.concatenate([jnp.zeros((1,), F64), betas[:-1]])  # beta_{i-1}
+    t = betas * up + (tri.alphas - alpha) * omega + betas_down * down - beta_prev * tri.omega_prev
+    t = t + jnp.where(t >= 0, psi, -psi) * (betas + beta)
+    omega_next = jnp.where(idx < j, t / jnp.where(beta > 0, beta, 1.0), 0.0)
+    return jnp.where(idx == j, psi, omega_next)
+
+
+def _reorthogonalize_now(tri: Tridiagonal, omega_next, settings: LanczosSettings) -> jax.Array:
+    """Whether step j projects its vector against the stored basis: every step ("full"), when the
+    estimated loss of orthogonality exceeds sqrt(eps) or the previous step did it ("partial")."""
+    if settings.reorth == "full":
+        return jnp.asarray(True)
+    if settings.reorth == "partial":
+        return tri.force | (jnp.max(jnp.abs(omega_next)) > math.sqrt(settings.dtype_eps))
+    return jnp.asarray(False)
+
+
+def _project_twice_if_full(basis, w, count, settings: LanczosSettings):
+    w = _project_out(basis, w, count)
+    # Full re-orthogonalization repeats the pass ("twice is enough", Kahan-Parlett); partial
+    # re-orthogonalization only has to restore semi-orthogonality, which one pass does.
+    return _project_out(basis, w, count) if settings.reorth == "full" else w
+
+
+def lanczos_step(matvec: Callable, vecs: LanczosVectors, tri: Tridiagonal, settings: LanczosSettings):
+    """Step j: r = A q_j - alpha_j q_j - beta_{j-1} q_{j-1}, re-orthogonalized if needed, and
+    q_{j+1} = r / beta_j with beta_j = ||r|| (Golub & Van Loan, Alg. 10.1.1; Simon 1984)."""
+    j, k = tri.j, settings.max_iters
+    cur = j % 2
+    q = jax.tree_util.tree_map(lambda r: r[cur], vecs.ring)
+    q_prev = jax.tree_util.tree_map(lambda r: r[1 - cur], vecs.ring)
+    basis = vecs.basis
+    if settings.stores_basis:
+        basis = jax.tree_util.tree_map(lambda b, x: b.at[j].set(x), basis, q)
+    beta_prev = jnp.where(j > 0, tri.betas[jnp.maximum(j - 1, 0)], 0.0)
+    w = matvec(q)
+    alpha = _tree_dot(q, w)
+    w = jax.tree_util.tree_map(
+        lambda wi, qi, pi: wi - alpha.astype(wi.dtype) * qi - beta_prev.astype(wi.dtype) * pi, w, q, q_prev
+    )
+    beta = jnp.sqrt(_tree_dot(w, w))
+    omega_next = _omega_update(tri, alpha, beta, settings)
+    do_reorth = _reorthogonalize_now(tri, omega_next, settings)
+    if settings.stores_basis:
+        w, beta = lax.cond(
+            do_reorth,
+            lambda w: (lambda w2: (w2, jnp.sqrt(_tree_dot(w2, w2))))(_project_twice_if_full(basis, w, j + 1, settings)),
+            lambda w: (w, beta),
+            w,
+        )
+        omega_next = jnp.where(do_reorth, jnp.where(jnp.arange(k) <= j, settings.psi, 0.0), omega_next)
+    bound = jnp.maximum(tri.bound, jnp.abs(alpha) + beta_prev + beta)
+    # Invariant subspace reached (or the operator is 0): beta is round-off next to ||T||.
+    broke = beta <= 100.0 * settings.dtype_eps * jnp.maximum(tri.bound, jnp.abs(alpha) + beta_prev)
+    inv_beta = jnp.where(broke, 0.0, 1.0 / jnp.where(broke, 1.0, beta))
+    ring = jax.tree_util.tree_map(lambda r, wi: r.at[1 - cur].set(inv_beta.astype(wi.dtype) * wi), vecs.ring, w)
+    tri = Tridiagonal(
+        j=j + 1,
+        alphas=tri.alphas.at[j].set(alpha),
+        betas=tri.betas.at[j].set(beta),
+        omega=omega_next,
+        omega_prev=tri.omega,
+        force=do_reorth & ~tri.force if settings.reorth == "partial" else jnp.asarray(False),
+        reorthogonalized=tri.reorthogonalized.at[j].set(do_reorth),
+        broke=tri.broke.at[j].set(broke),
+        bound=bound,
+    )
+    return LanczosVectors(ring, basis), tri
+
+
+def _extreme_ritz_pairs(alphas, betas, j, size: int):
+    """Extreme eigenvalues of T_{j+1}, the last components of their eigenvectors and their gaps to
+    the neighbouring Ritz values, from a size x size eigenproblem (j < size).
+
+    T_{j+1} is embedded in a size x size matrix whose unused diagonal holds alpha_0: alpha_0 is a
+    Rayleigh quotient, inside the Ritz interval, so it never becomes an extreme; a padding copy of
+    it can only make a gap smaller (the bound more cautious).
+    """
+    i = jnp.arange(size)
+    diag = jnp.where(i <= j, alphas[:size], alphas[0])
+    off = jnp.where(i[:-1] < j, betas[: size - 1], 0.0)
+    t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
+    evals, evecs = jnp.linalg.eigh(t)
+    last = evecs[jnp.minimum(j, size - 1)]
+    return evals[-1], evals[0], last[-1], last[0], evals[-1] - evals[-2], evals[1] - evals[0]
+
+
+def ritz_check(tri: Tridiagonal, j, tol, settings: LanczosSettings) -> RitzCheck:
+    """The stopping test after step j (T_{j+1} and beta_j): converged when the error bounds of both
+    extreme Ritz values (``ritz_error_bound``, or their residuals for ``stop="residual"``) are
+    <= tol * max|theta|, from step 1 on, or at once when step j broke down (exact Ritz values).
+
+    The eigenproblem is solved at size 24 while T_{j+1} fits, then at the cap: a dense eigh costs
+    O(size^3) and most runs stop within 24 steps; more sizes would cost compile time (each is a
+    separately compiled branch) for little run time.
+    """
+    k = settings.max_iters
+    sizes = [SMALL_TRIDIAGONAL, k] if k > SMALL_TRIDIAGONAL else [k]
+    branches = [functools.partial(_extreme_ritz_pairs, size=size) for size in sizes]
+    bucket = jnp.sum(jnp.asarray(sizes) < j + 1)  # the first size >= j + 1
+    theta_max, theta_min, s_max, s_min, gap_max, gap_min = lax.switch(bucket, branches, tri.alphas, tri.betas, j)
+    beta = tri.betas[j]
+    scale = jnp.maximum(jnp.abs(theta_max), jnp.abs(theta_min))
+    residual = beta * jnp.maximum(jnp.abs(s_max), jnp.abs(s_min))
+    if settings.stop == "residual":
+        error = residual
+    else:
+        error = jnp.maximum(ritz_error_bound(beta * jnp.abs(s_max), gap_max), ritz_error_bound(beta * jnp.abs(s_min), gap_min))
+    broke = tri.broke[j]
+    safe_scale = jnp.where(scale > 0, scale, 1.0)
+    return RitzCheck(
+        converged=broke | ((j >= 1) & (error <= tol * scale)),
+        theta_max=theta_max,
+        theta_min=theta_min,
+        residual=jnp.where(broke, 0.0, residual / safe_scale),
+        error_bound=jnp.where(broke, 0.0, error / safe_scale),
+    )
+
+
+def _result(tri: Tridiagonal, check: RitzCheck, basis) -> dict[str, jax.Array]:
+    """What a run returns after ``tri.j`` steps (steps done past it, by a block, are not counted)."""
+    counted = jnp.arange(tri.alphas.shape[0]) < tri.j
+    return {
+        "lambda_max": check.theta_max,
+        "lambda_min": check.theta_min,
+        "iterations": tri.j,
+        "residual": check.residual,
+        "error_bound": check.error_bound,
+        "converged": check.converged,
+        "reorthogonalizations": jnp.sum(counted & tri.reorthogonalized, dtype=jnp.int32),
+        "basis": basis,
+    }
+
+
 def lanczos_extremes(
     matvec: Callable,
     v0,
@@ -220,7 +472,8 @@ def lanczos_extremes(
     basis=None,
     stop: str = "error-bound",
 ) -> dict[str, jax.Array]:
-    """Extreme eigenvalues of a symmetric operator by Lanczos (traceable; call inside ``jit``).
+    """Extreme eigenvalues of a symmetric operator by Lanczos, in one traceable loop (call inside
+    ``jit``): ``lanczos_step`` then ``ritz_check`` until converged or at the cap.
 
     Vectors are pytrees (the shape of the weights), which avoids flattening copies on every
     Hessian-vector product; inner products and the tridiagonal eigenproblem are in float64.
@@ -239,177 +492,35 @@ def lanczos_extremes(
         re-orthogonalization: the loss of orthogonality ``omega_{j+1,k} ~ q_{j+1} . q_k`` is tracked
         by its scalar recurrence and a modified Gram-Schmidt pass against the stored basis is done,
         on two consecutive vectors, only when ``max_k |omega| > sqrt(eps)``: semi-orthogonality,
-        which keeps the Ritz values as accurate as full re-orthogonalization does (Simon 1984). ``"none"``: three-term recurrence
-        only, no stored basis: memory O(p) instead of O(max_iters p). Orthogonality is then lost
-        once a Ritz value converges; that adds spurious copies of converged Ritz values but does not
-        move the extremes (Paige 1976), so the norm stays right, while the residual test may stop a
-        few steps late or early on a copy.
-
+        which keeps the Ritz values as accurate as full re-orthogonalization does (Simon 1984).
+        ``"none"``: three-term recurrence only, no stored basis: memory O(p) instead of
+        O(max_iters p). Orthogonality is then lost once a Ritz value converges; that adds spurious
+        copies of converged Ritz values but does not move the extremes (Paige 1976), so the norm
+        stays right, while the residual test may stop a few steps late or early on a copy.
       basis: optional storage for the Krylov basis, a pytree with leaves of shape
         ``(max_iters, *leaf.shape)``; rows beyond the current step are never read, so a buffer
         recycled from an earlier run (donated, see ``_lanczos_hessian``) needs no zeroing.
 
     Returns:
       A dict: device scalars ``lambda_max``, ``lambda_min``, ``iterations`` (matvecs),
-      ``residual`` and ``error_bound`` (relative), ``converged``, ``reorthogonalizations``, and ``basis`` (the storage,
-      for reuse).
+      ``residual`` and ``error_bound`` (relative), ``converged``, ``reorthogonalizations``, and
+      ``basis`` (the storage, for reuse).
     """
-    if max_iters < 2:
-        raise ValueError(f"max_iters must be >= 2, got {max_iters}")
-    if reorth not in REORTH_MODES:
-        raise ValueError(f"unknown reorth mode {reorth!r}; valid: {', '.join(REORTH_MODES)}")
-    if stop not in STOP_RULES:
-        raise ValueError(f"unknown stop rule {stop!r}; valid: {', '.join(STOP_RULES)}")
-    k = max_iters
-    leaves = jax.tree_util.tree_leaves(v0)
-    dtype_eps = max(float(jnp.finfo(leaf.dtype).eps) for leaf in leaves)
-    num_params = sum(leaf.size for leaf in leaves)
-    sqrt_eps = math.sqrt(dtype_eps)
-    # Rounding added to the omega recurrence at each step. Simon (1984) and Larsen's PROPACK take
-    # eps * sqrt(p) / 2, the error of a length-p inner product accumulated in working precision: kept
-    # when the vectors are float64 (dot products are then accumulated in their own precision). With
-    # narrower vectors the dot products are accumulated in float64 and the local loss of
-    # orthogonality is the rounding of the stored vectors, |q_k . delta| <= eps |delta| ~ eps: psi =
-    # eps. Measured on depth 1-3 tanh / swish networks of 1.3e5 to 8.4e6 float32 weights over 50-60
-    # steps without re-orthogonalization, this estimate stays 2 to 6 times above the actual
-    # max_k |q_{j+1} . q_k| at every step, while eps * sqrt(p) / 2 overestimates it 300- to
-    # 4000-fold and made partial re-orthogonalization fire on most steps (tests/test_hessian.py
-    # checks that the stored basis stays semi-orthogonal, in float32 and float64, under this psi).
-    wider_dots = dtype_eps > float(jnp.finfo(F64).eps)
-    psi = dtype_eps if wider_dots else dtype_eps * math.sqrt(num_params) / 2
-    q0 = _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0)
-    idx = jnp.arange(k)
-    store = reorth != "none"
-
-    # The tridiagonal eigenproblem is solved at size 24 while T_{j+1} fits, then at the cap: a dense
-    # eigh costs O(size^3) and most runs stop within 24 steps; more sizes would cost compile time
-    # (each is a separately compiled branch) for little run time.
-    sizes = [SMALL_TRIDIAGONAL, k] if k > SMALL_TRIDIAGONAL else [k]
-
-    def ritz_at(size):
-        def solve(alphas, betas, j):
-            # T_{j+1} embedded in a size x size matrix whose unused diagonal holds alpha_0: alpha_0
-            # is a Rayleigh quotient, inside the Ritz interval, so it never becomes an extreme.
-            i = idx[:size]
-            diag = jnp.where(i <= j, alphas[:size], alphas[0])
-            off = jnp.where(i[:-1] < j, betas[: size - 1], 0.0)
-            t = jnp.diag(diag) + jnp.diag(off, 1) + jnp.diag(off, -1)
-            evals, evecs = jnp.linalg.eigh(t)
-            last = evecs[jnp.minimum(j, size - 1)]  # last components of the Ritz vectors of T_{j+1}
-            # Gaps from each extreme Ritz value to its neighbour (a padding copy of alpha_0 lies
-            # inside the Ritz interval, so it can only make a gap smaller: the bound more cautious).
-            return evals[-1], evals[0], last[-1], last[0], evals[-1] - evals[-2], evals[1] - evals[0]
-
-        return solve
-
-    branches = [ritz_at(size) for size in sizes]
-    bounds = jnp.asarray(sizes)
-
-    def ritz(alphas, betas, j):
-        bucket = jnp.sum(bounds < j + 1)  # first size >= j + 1
-        return lax.switch(bucket, branches, alphas, betas, j)
+    settings = lanczos_settings(v0, max_iters, reorth, stop)
+    vecs, tri = lanczos_start(v0, settings, basis)
+    never = RitzCheck(jnp.asarray(False), *(jnp.zeros((), F64),) * 2, *(jnp.asarray(jnp.inf, F64),) * 2)
 
     def body(state):
-        (j, ring, beta_prev, alphas, betas, basis, omega, omega_prev, force, n_reorth, *_) = state
-        # q_j and q_{j-1} live in the two rows of ``ring`` (by the parity of j) and q_{j+1} overwrites
-        # q_{j-1}'s row: carrying them as two loop variables made XLA copy both vectors on every
-        # step to shift q_j into q_{j-1}'s slot (a third of the step's time at width 1024, float32).
-        cur = j % 2
-        q = jax.tree_util.tree_map(lambda r: r[cur], ring)
-        q_prev = jax.tree_util.tree_map(lambda r: r[1 - cur], ring)
-        if store:
-            basis = jax.tree_util.tree_map(lambda b, x: b.at[j].set(x), basis, q)
-        w = matvec(q)
-        alpha = _tree_dot(q, w)
-        w = jax.tree_util.tree_map(
-            lambda wi, qi, pi: wi - alpha.astype(wi.dtype) * qi - beta_prev.astype(wi.dtype) * pi, w, q, q_prev
-        )
-        beta = jnp.sqrt(_tree_dot(w, w))
-        alphas = alphas.at[j].set(alpha)
-        # omega_{j+1,k} for k < j from omega_{j,.} and omega_{j-1,.} (Simon's recurrence). The unit
-        # diagonal omega_{j,j} = 1 is stored as 0 at every step, the initial one included: it enters
-        # only through beta_{j-1} omega_{j,j} - beta_{j-1} omega_{j-1,j-1}, which cancels when both
-        # follow one convention (a 1 stored at step 0 alone showed an O(1) loss at step 1 and forced
-        # two needless re-orthogonalizations in every run).
-        up = jnp.concatenate([omega[1:], jnp.zeros((1,), F64)])  # omega_{j,k+1}
-        down = jnp.concatenate([jnp.zeros((1,), F64), omega[:-1]])  # omega_{j,k-1}
-        betas_down = jnp.concatenate([jnp.zeros((1,), F64), betas[:-1]])  # beta_{k-1}
-        t = betas * up + (alphas - alpha) * omega + betas_down * down - beta_prev * omega_prev
-        t = t + jnp.where(t >= 0, psi, -psi) * (betas + beta)
-        safe_beta = jnp.where(beta > 0, beta, 1.0)
-        omega_next = jnp.where(idx < j, t / safe_beta, 0.0)
-        omega_next = jnp.where(idx == j, psi, omega_next)
-        if reorth == "full":
-            do_reorth = jnp.asarray(True)
-        elif reorth == "partial":
-            do_reorth = force | (jnp.max(jnp.abs(omega_next)) > sqrt_eps)
-        else:
-            do_reorth = jnp.asarray(False)
-        if store:
-            w, beta = lax.cond(
-                do_reorth,
-                lambda w: (lambda w2: (w2, jnp.sqrt(_tree_dot(w2, w2))))(_reorthogonalize(basis, w, j + 1)),
-                lambda w: (w, beta),
-                w,
-            )
-            omega_next = jnp.where(do_reorth, jnp.where(idx <= j, psi, 0.0), omega_next)
-        betas = betas.at[j].set(beta)
-        theta_max, theta_min, s_max, s_min, gap_max, gap_min = ritz(alphas, betas, j)
-        scale = jnp.maximum(jnp.abs(theta_max), jnp.abs(theta_min))
-        residual = beta * jnp.maximum(jnp.abs(s_max), jnp.abs(s_min))
-        if stop == "residual":
-            error = residual
-        else:
-            error = jnp.maximum(ritz_error_bound(beta * jnp.abs(s_max), gap_max), ritz_error_bound(beta * jnp.abs(s_min), gap_min))
-        # Invariant subspace reached (or the operator is 0): the Ritz values are exact.
-        breakdown = beta <= 100.0 * dtype_eps * jnp.maximum(scale, jnp.abs(alpha) + beta_prev)
-        converged = breakdown | ((j >= 1) & (error <= tol * scale))
-        inv_beta = jnp.where(breakdown, 0.0, 1.0 / jnp.where(breakdown, 1.0, beta))
-        ring = jax.tree_util.tree_map(lambda r, wi: r.at[1 - cur].set(inv_beta.astype(wi.dtype) * wi), ring, w)
-        rel = jnp.where(breakdown, 0.0, residual / jnp.where(scale > 0, scale, 1.0))
-        rel_error = jnp.where(breakdown, 0.0, error / jnp.where(scale > 0, scale, 1.0))
-        # Simon: after a re-orthogonalization the next vector is re-orthogonalized too.
-        force_next = do_reorth & ~force if reorth == "partial" else jnp.asarray(False)
-        return (
-            j + 1, ring, beta, alphas, betas, basis, omega_next, omega, force_next,
-            n_reorth + do_reorth.astype(jnp.int32), converged, theta_max, theta_min, rel, rel_error,
-        )
+        vecs, tri, _ = state
+        vecs, tri = lanczos_step(matvec, vecs, tri, settings)
+        return vecs, tri, ritz_check(tri, tri.j - 1, tol, settings)
 
     def cond(state):
-        j, converged = state[0], state[10]
-        return (j < k) & ~converged
+        _, tri, check = state
+        return (tri.j < settings.max_iters) & ~check.converged
 
-    def _reorthogonalize(basis, w, count):
-        w = _project_out(basis, w, count)
-        # Full re-orthogonalization repeats the pass ("twice is enough", Kahan-Parlett); partial
-        # re-orthogonalization only has to restore semi-orthogonality, which one pass does.
-        return _project_out(basis, w, count) if reorth == "full" else w
-
-    if store and basis is not None:
-        basis0 = basis
-    elif store:
-        basis0 = jax.tree_util.tree_map(lambda x: jnp.zeros((k, *x.shape), x.dtype), v0)
-    else:
-        basis0 = jnp.zeros((), F64)
-    zero = jnp.zeros((), F64)
-    zeros_k = jnp.zeros((k,), F64)
-    state = (
-        jnp.zeros((), jnp.int32), jax.tree_util.tree_map(lambda x: jnp.stack([x, jnp.zeros_like(x)]), q0), zero,
-        zeros_k, zeros_k, basis0, zeros_k, zeros_k, jnp.asarray(False),
-        jnp.zeros((), jnp.int32), jnp.asarray(False), zero, zero, jnp.asarray(jnp.inf, F64), jnp.asarray(jnp.inf, F64),
-    )
-    out = lax.while_loop(cond, body, state)
-    j, n_reorth, converged, theta_max, theta_min, rel, rel_error = out[0], out[9], out[10], out[11], out[12], out[13], out[14]
-    return {
-        "lambda_max": theta_max,
-        "lambda_min": theta_min,
-        "iterations": j,
-        "residual": rel,
-        "error_bound": rel_error,
-        "converged": converged,
-        "reorthogonalizations": n_reorth,
-        "basis": out[5],
-    }
+    vecs, tri, check = lax.while_loop(cond, body, (vecs, tri, never))
+    return _result(tri, check, vecs.basis)
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "max_iters", "reorth", "stop"), donate_argnames=("basis",))
