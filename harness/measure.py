@@ -117,3 +117,45 @@ def max_hessian_norm(
             ]
         )
     )
+
+
+#: Networks per compiled call of ``kernel_diagonals`` (the last batch is padded to this size, so
+#: one program serves a whole width), fewer when their weights would exceed KERNEL_BATCH_BYTES.
+KERNEL_BATCH = 64
+KERNEL_BATCH_BYTES = 256 * 2**20
+_BATCHED_DIAGONALS: dict = {}
+
+
+def kernel_diagonals(net, seeds, width: int, n_inputs: int, dtype) -> np.ndarray:
+    """K(x_i, x_i) at the first ``n_inputs`` inputs of each seed's point, shape (seeds, diagonal).
+
+    The same weights and inputs as ``weights`` and ``inputs`` (drawn on the host, one point after
+    the other), then ``kernel_diagonal`` of a batch of networks in one compiled call (``jax.vmap``
+    over the seeds): a sweep of cheap points (a fully-connected network's diagonal costs one
+    backward pass) otherwise spends most of its time dispatching one small call per seed. Equal to
+    the per-seed ``kernel_diagonal`` to round-off (tests/test_measure.py).
+    """
+    from harness.kernel import kernel_diagonal
+
+    seeds = [int(s) for s in seeds]
+    key = (net, jnp.dtype(dtype).name)
+    if key not in _BATCHED_DIAGONALS:
+        _BATCHED_DIAGONALS[key] = jax.jit(jax.vmap(lambda p, f, xs: kernel_diagonal(net, p, f, xs)))
+    compiled = _BATCHED_DIAGONALS[key]
+    first = net.init(point_key(seeds[0], width, "init"), dtype)[0]
+    point_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(first))
+    batch = max(1, min(KERNEL_BATCH, KERNEL_BATCH_BYTES // max(point_bytes, 1)))
+    out = []
+    for start in range(0, len(seeds), batch):
+        chunk = seeds[start : start + batch]
+        padded = chunk + [chunk[-1]] * (batch - len(chunk))
+        draws = [net.init(point_key(s, width, "init"), dtype) for s in padded]
+        params = _stacked([d[0] for d in draws])
+        fixed = _stacked([d[1] for d in draws])
+        xs = np.stack([np.asarray(inputs(s, width, net.input_dim, n_inputs, dtype)) for s in padded])
+        out.append(np.asarray(compiled(params, fixed, xs), dtype=np.float64)[: len(chunk)])
+    return np.concatenate(out)
+
+
+def _stacked(trees):
+    return jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)

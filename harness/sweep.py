@@ -106,18 +106,41 @@ def sweep_devices() -> list:
     return list(jax.local_devices())
 
 
+def map_on_devices(items: Sequence, work: Callable, devices: Sequence | None = None) -> list:
+    """``work(item)`` for each item, in order; with n devices, item i on device i mod n.
+
+    One device: one after the other. Several: each device's items, in order, in a thread of its
+    own under ``jax.default_device`` (the keys, weights and inputs an item creates are made there,
+    and JAX releases the interpreter while a device computes). An item's numbers do not depend on
+    where it ran (the same program on the same kind of device); side effects of ``work`` happen in
+    any order across devices.
+    """
+    devices = sweep_devices() if devices is None else list(devices)
+    if len(devices) <= 1:
+        return [work(item) for item in items]
+
+    def on_device(d: int) -> list:
+        with jax.default_device(devices[d]):
+            return [work(item) for item in items[d :: len(devices)]]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        shares = list(pool.map(on_device, range(len(devices))))
+    return [shares[i % len(devices)][i // len(devices)] for i in range(len(items))]
+
+
+def _checked(label: str, where: str, measured: Mapping[str, float]) -> Mapping[str, float]:
+    bad = {k: v for k, v in measured.items() if not math.isfinite(float(v))}
+    if bad:
+        raise MeasurementError(f"{label} {where}: non-finite value(s) {bad}")
+    return measured
+
+
 def measure_on_devices(
     points: Sequence, measure: Callable[..., dict[str, float]], devices: Sequence | None = None, label: str = ""
 ) -> list[dict[str, float]]:
-    """``measure(*point)`` for each point (a (width, seed) pair), in order.
-
-    With one device, one after the other. With n devices, point i runs on device i mod n, each
-    device's points in order in a thread of its own under ``jax.default_device``: the keys, weights
-    and inputs of a point are created there, and JAX releases the interpreter while a device
-    computes. A point's numbers do not depend on where it ran (the same program on the same kind
-    of device). Errors are ``MeasurementError`` naming the point, and non-finite values are errors.
-    """
-    devices = sweep_devices() if devices is None else list(devices)
+    """``measure(*point)`` for each point (a (width, seed) pair), in order, spread over the devices
+    by ``map_on_devices``. Errors are ``MeasurementError`` naming the point; non-finite values are
+    errors."""
 
     def one(point) -> dict[str, float]:
         try:
@@ -126,21 +149,9 @@ def measure_on_devices(
             raise
         except Exception as err:
             raise MeasurementError(f"{label} {_where(point)}: {type(err).__name__}: {err}") from err
-        bad = {k: v for k, v in measured.items() if not math.isfinite(float(v))}
-        if bad:
-            raise MeasurementError(f"{label} {_where(point)}: non-finite value(s) {bad}")
-        return measured
+        return _checked(label, _where(point), measured)
 
-    if len(devices) <= 1:
-        return [one(p) for p in points]
-
-    def on_device(d: int) -> list[dict[str, float]]:
-        with jax.default_device(devices[d]):
-            return [one(p) for p in points[d :: len(devices)]]
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(devices)) as pool:
-        shares = list(pool.map(on_device, range(len(devices))))
-    return [shares[i % len(devices)][i // len(devices)] for i in range(len(points))]
+    return map_on_devices(points, one, devices)
 
 
 def _where(point) -> str:
@@ -171,8 +182,48 @@ def run_sweep(
         for (_, seed), measured in zip(points, measure_on_devices(points, measure, devices, label)):
             series.add(width, seed, measured)
         if progress is not None:
-            means = ", ".join(
-                f"{k}={np.exp(np.mean(np.log(np.abs(series.at(k, width)) + 1e-300))):.4g}" for k in series.values
-            )
-            progress(f"{label} width {width}: {len(width_seeds)} seeds in {time.time() - start:.1f} s ({means})")
+            _progress_line(progress, series, label, width, len(width_seeds), start)
+    return series
+
+
+def _progress_line(progress, series: Series, label: str, width: int, count: int, start: float) -> None:
+    means = ", ".join(f"{k}={np.exp(np.mean(np.log(np.abs(series.at(k, width)) + 1e-300))):.4g}" for k in series.values)
+    progress(f"{label} width {width}: {count} seeds in {time.time() - start:.1f} s ({means})")
+
+
+def run_batched_sweep(
+    widths: Sequence[int],
+    seeds: Sequence[int] | Mapping[int, Sequence[int]],
+    measure_batch: Callable[[int, tuple[int, ...]], dict[str, np.ndarray]],
+    progress: Callable[[str], None] | None = None,
+    label: str = "",
+    devices: Sequence | None = None,
+) -> Series:
+    """``run_sweep`` for a quantity measured on many seeds at once: ``measure_batch(width, seeds)``
+    returns, per name, an array with one value per seed (for example ``measure.kernel_diagonals``,
+    one compiled call over a batch of networks where a point alone costs less than its dispatch).
+    With n devices, each gets every n-th seed of a width. The series is the one ``run_sweep`` would
+    give, point for point in the same order; errors and non-finite values name the point.
+    """
+    n_devices = max(1, len(sweep_devices() if devices is None else devices))
+    series = Series()
+    for width in widths:
+        start = time.time()
+        width_seeds = list(seeds[width] if isinstance(seeds, Mapping) else seeds)
+        shares = [tuple(width_seeds[d::n_devices]) for d in range(n_devices)]
+
+        def batch(share: tuple[int, ...]) -> dict[str, np.ndarray]:
+            try:
+                return {k: np.asarray(v, dtype=np.float64) for k, v in measure_batch(width, share).items()} if share else {}
+            except MeasurementError:
+                raise
+            except Exception as err:
+                raise MeasurementError(f"{label} width {width}, seeds {share[0]}..{share[-1]}: {type(err).__name__}: {err}") from err
+
+        measured = map_on_devices(shares, batch, devices)
+        for i, seed in enumerate(width_seeds):
+            values = {k: float(v[i // n_devices]) for k, v in measured[i % n_devices].items()}
+            series.add(width, seed, _checked(label, f"width {width}, seed {seed}", values))
+        if progress is not None:
+            _progress_line(progress, series, label, width, len(width_seeds), start)
     return series

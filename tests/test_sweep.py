@@ -55,3 +55,41 @@ def test_run_sweep_takes_seeds_per_width():
     series = run_sweep((2, 4), {2: (0, 1, 2), 4: (0,)}, lambda width, seed: {"v": float(width + seed)})
     assert series.widths == [2, 2, 2, 4]
     assert series.values["v"] == [2.0, 3.0, 4.0, 4.0]
+
+
+def test_a_batched_sweep_gives_the_series_of_the_point_by_point_sweep():
+    import numpy as np
+
+    from harness.sweep import run_batched_sweep
+
+    seeds = {10: (0, 1, 2, 3), 20: (0, 1)}
+    one = run_sweep([10, 20], seeds, lambda w, s: {"y": w + s / 10})
+    both = run_batched_sweep([10, 20], seeds, lambda w, ss: {"y": w + np.asarray(ss) / 10})
+    assert (both.widths, both.seeds, both.values) == (one.widths, one.seeds, one.values)
+    same_device_twice = [jax.devices()[0]] * 2  # every second seed in the other thread
+    spread = run_batched_sweep([10, 20], seeds, lambda w, ss: {"y": w + np.asarray(ss) / 10}, devices=same_device_twice)
+    assert (spread.widths, spread.seeds, spread.values) == (one.widths, one.seeds, one.values)
+    with pytest.raises(MeasurementError, match="B width 20, seed 1: non-finite"):
+        run_batched_sweep([10, 20], seeds, lambda w, ss: {"y": np.where((w == 20) & (np.asarray(ss) == 1), np.nan, 1.0)}, label="B")
+    with pytest.raises(MeasurementError, match="B width 10, seeds 0..3: ValueError: bad"):
+        run_batched_sweep([10], seeds, lambda w, ss: (_ for _ in ()).throw(ValueError("bad")), label="B")
+
+
+def test_kernel_diagonals_of_a_batch_equal_each_network_alone_to_round_off():
+    import jax.numpy as jnp
+    import numpy as np
+
+    from harness import measure
+    from harness.kernel import kernel_diagonal
+    from harness.models import FullyConnected
+
+    jax.config.update("jax_enable_x64", True)
+    net = FullyConnected(5, (24, 24), "swish")
+    seeds = list(range(70))  # more than one batch, the last one padded
+    batched = measure.kernel_diagonals(net, seeds, 24, 3, jnp.float64)
+    alone = np.stack([
+        np.asarray(kernel_diagonal(net, *measure.weights(net, s, 24, jnp.float64), measure.inputs(s, 24, 5, 3, jnp.float64)))
+        for s in seeds
+    ])
+    assert batched.shape == alone.shape == (70, 3)
+    assert np.max(np.abs(batched - alone) / alone) <= 100 * np.finfo(np.float64).eps
