@@ -48,12 +48,15 @@ CLAIM_ID = re.compile(r"[CX][0-9]+")
 CLAIM_TEST_NAME = re.compile(r"test_([cx][0-9]+)_")
 
 #: Claims modules whose tests reuse each other's memoized measurements (``harness.sweep.memoized``):
-#: Table 1 (C10) reads the Hessian norms of C8 and C9; C14 and C16 reuse the Fig. 1 training runs
-#: of C11. A parallel run keeps each group in one worker process; every other claims module is a
-#: group of its own.
+#: Table 1 (C10) reads the Hessian norms of C8 and C9; C14, C15's swish check and C16 reuse the
+#: Fig. 1 training runs of C11. A parallel run keeps each group in one worker process; every other
+#: claims module is a group of its own.
 SHARED_MEASUREMENT_GROUPS = {
     "sec4-hessians": ("test_sec4_nonlinear_output.py", "test_sec4_bottleneck.py", "test_sec4_table1.py"),
-    "fig1-training": ("test_sec6_fig1_nonlinear_output.py", "test_sec1_lazy_training.py", "test_sec2_linear_model.py"),
+    "fig1-training": (
+        "test_sec6_fig1_nonlinear_output.py", "test_sec1_lazy_training.py", "test_sec2_linear_model.py",
+        "test_sec5_convergence.py",
+    ),
 }
 #: Most worker processes a CPU run starts (each holds its own compiled functions, ~1-2 GB).
 MAX_WORKERS = 8

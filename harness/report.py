@@ -705,12 +705,14 @@ def resources_section_from(runs: Mapping[str, Any]) -> str:
     measured = latest.get("measured")
     if measured and measured.get("test_seconds"):
         total = sum(s for n, s in measured["test_seconds"].items() if n.startswith("claims/"))
+        compiling = sum(s for n, s in measured.get("compile_seconds", {}).items() if n.startswith("claims/"))
+        compiled = f" ({compiling:.0f} s of them tracing and compiling)" if "compile_seconds" in measured else ""
         lines += [
             "",
             f"Measured in the latest run ({latest['run_id']}, {latest.get('worker_processes', 1)} processes): "
             f"peak resident memory {measured['peak_rss_GiB']:.2f} GiB per process (the JAX runtime and compiled "
             f"code included) against the estimated {estimate['peak_GiB']:.2f} GiB of arrays; "
-            f"{total:.0f} s in the claims' tests, against {3600 * estimate['cpu_hours']:.0f} s of estimated "
+            f"{total:.0f} s in the claims' tests{compiled}, against {3600 * estimate['cpu_hours']:.0f} s of estimated "
             "estimator work (the rest is compilation, Python and the claims without an estimate).",
             "",
             "| claims | estimated s | measured s | measured / estimated |",

@@ -110,3 +110,17 @@ def test_the_compile_clock_counts_a_compilation_once_and_not_a_cached_call():
     fn(second).block_until_ready()
     assert compiled > 0
     assert clock.seconds - before == compiled
+
+
+def test_the_resources_section_names_the_seconds_spent_compiling():
+    from harness.report import resources_section_from
+
+    estimate = {"peak_GiB": 0.5, "cpu_hours": 0.01, "gpu_minutes": 0.1, "families": [
+        {"claims": "C2", "largest_network": "shallow", "params": 10.0, "peak_GiB": 0.1, "cpu_hours": 0.01}]}
+    seconds = {"claims/test_sec3_linear_output.py::test_c2_x[a]": 30.0, "tests/test_fit.py::test_y": 5.0}
+    run = {"run_id": "r", "date": "2026-12-02", "resource_estimates": estimate,
+           "measured": {"test_seconds": seconds, "peak_rss_GiB": 1.0, "compile_seconds": {
+               "claims/test_sec3_linear_output.py::test_c2_x[a]": 12.0, "tests/test_fit.py::test_y": 1.0}}}
+    assert "30 s in the claims' tests (12 s of them tracing and compiling)" in resources_section_from({"r": run})
+    del run["measured"]["compile_seconds"]  # a report written before compile seconds were recorded
+    assert "30 s in the claims' tests, against" in resources_section_from({"r": run})
