@@ -1,4 +1,4 @@
-"""Estimators against their baselines, side by side in one run (issue: paper scale).
+"""Estimators against their baselines, side by side in one run at paper scale.
 
 * Hessian norm of a depth-3 tanh network (float32, widths 256 to 4096): Lanczos (partial
   re-orthogonalization) stopped on the Ritz error bound min(r, r^2 / gap) at 1e-3, and stopped on the

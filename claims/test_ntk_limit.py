@@ -28,7 +28,8 @@ from harness.infinite_width import infinite_width_ntk, layer_kernels, ntk_from_l
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
 from harness.report import bound_record, scaling_record
-from harness.sweep import point_key, run_sweep, seeds_by_width
+from harness import measure
+from harness.sweep import point_key, run_batched_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -94,16 +95,18 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
         cross_check["quadrature_97_vs_193_nodes"] = _relative_frobenius(k_inf, finer)
     kernels: dict[tuple[int, int], np.ndarray] = {}
 
-    def measure(width, seed):
+    def measure_batch(width, seeds):
         net = FullyConnected(d, (width,) * depth, activation)
-        params, fixed = net.init(point_key(seed, width, "init"), dtype)
-        k = np.asarray(tangent_kernel(net, params, fixed, xs, method="structured"), dtype=np.float64)
-        kernels[(width, seed)] = k
-        return {"relative_error": _relative_frobenius(k, k_inf)}
+        stack = measure.over_networks(
+            "tangent_kernel", net, lambda p, f, _, x: tangent_kernel(net, p, f, x, method="structured"),
+            seeds, width, dtype, shared=xs,
+        )
+        kernels.update({(width, s): k for s, k in zip(seeds, stack)})
+        return {"relative_error": np.array([_relative_frobenius(k, k_inf) for k in stack])}
 
     widths = grid["limit_widths"]
     seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count("C19", grid["limit_seeds"]))
-    series = run_sweep(widths, seeds, measure, progress, f"C19 {activation}-depth{depth}")
+    series = run_batched_sweep(widths, seeds, measure_batch, progress, f"C19 {activation}-depth{depth}")
     fit_error = series.fit("relative_error")
 
     norm2 = float(np.sum(k_inf**2))

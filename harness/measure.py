@@ -119,42 +119,61 @@ def max_hessian_norm(
     )
 
 
-#: Networks per compiled call of ``kernel_diagonals`` (the last batch is padded to this size, so
-#: one program serves a whole width), fewer when their weights would exceed KERNEL_BATCH_BYTES.
-KERNEL_BATCH = 64
-KERNEL_BATCH_BYTES = 256 * 2**20
-_BATCHED_DIAGONALS: dict = {}
+#: Networks per compiled call of ``over_networks`` (the last batch is padded to this size, so one
+#: program serves a whole width), fewer when their weights would exceed BATCH_BYTES: a batched
+#: program pays off where a network alone cannot keep the processor busy (measured for C19's
+#: tangent kernels on 2 cores: 1.3-1.7x faster per network up to width 256 at depth 2, 0.6-0.8x
+#: from 512 on in batches of 64, where a batch of 4 MB networks is slower than one at a time).
+BATCH_NETWORKS = 64
+BATCH_BYTES = 8 * 2**20
+_BATCHED: dict = {}
 
 
-def kernel_diagonals(net, seeds, width: int, n_inputs: int, dtype) -> np.ndarray:
-    """K(x_i, x_i) at the first ``n_inputs`` inputs of each seed's point, shape (seeds, diagonal).
+def over_networks(name: str, net, compute, seeds, width: int, dtype, per_seed=None, shared=None) -> np.ndarray:
+    """``compute(params, fixed, per_seed(seed), shared)`` at each seed's weights, stacked over seeds.
 
-    The same weights and inputs as ``weights`` and ``inputs`` (drawn on the host, one point after
-    the other), then ``kernel_diagonal`` of a batch of networks in one compiled call (``jax.vmap``
-    over the seeds): a sweep of cheap points (a fully-connected network's diagonal costs one
-    backward pass) otherwise spends most of its time dispatching one small call per seed. Equal to
-    the per-seed ``kernel_diagonal`` to round-off (tests/test_measure.py).
+    The weights are those of ``weights`` (drawn on the host, one point after the other); the
+    computation runs on a batch of networks in one compiled call (``jax.vmap`` over the seeds): a
+    sweep of cheap points (a fully-connected network's kernel costs a backward pass or two)
+    otherwise spends most of its time dispatching one small call per seed. ``name`` names the
+    computation (with the network and dtype, the key of its compiled program); ``per_seed(seed)``
+    gives the seed's own data (its inputs), ``shared`` the data common to all (None for none).
+    Equal to the per-seed computation to round-off (tests/test_sweep.py).
     """
-    from harness.kernel import kernel_diagonal
-
     seeds = [int(s) for s in seeds]
-    key = (net, jnp.dtype(dtype).name)
-    if key not in _BATCHED_DIAGONALS:
-        _BATCHED_DIAGONALS[key] = jax.jit(jax.vmap(lambda p, f, xs: kernel_diagonal(net, p, f, xs)))
-    compiled = _BATCHED_DIAGONALS[key]
-    first = net.init(point_key(seeds[0], width, "init"), dtype)[0]
+    first = weights(net, seeds[0], width, dtype)[0]
     point_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(first))
-    batch = max(1, min(KERNEL_BATCH, KERNEL_BATCH_BYTES // max(point_bytes, 1)))
+    batch = max(1, min(BATCH_NETWORKS, BATCH_BYTES // max(point_bytes, 1)))
+    key = (name, net, jnp.dtype(dtype).name, batch > 1)
+    if key not in _BATCHED:
+        axes = (0, 0, 0 if per_seed is not None else None, None)
+        _BATCHED[key] = jax.jit(jax.vmap(compute, in_axes=axes) if batch > 1 else compute)
+    compiled = _BATCHED[key]
+    if batch == 1:  # a network big enough to keep the device busy alone: no stacking copies
+        return np.stack([
+            np.asarray(compiled(*weights(net, s, width, dtype), None if per_seed is None else per_seed(s), shared), dtype=np.float64)
+            for s in seeds
+        ])
     out = []
     for start in range(0, len(seeds), batch):
         chunk = seeds[start : start + batch]
         padded = chunk + [chunk[-1]] * (batch - len(chunk))
         draws = [net.init(point_key(s, width, "init"), dtype) for s in padded]
-        params = _stacked([d[0] for d in draws])
-        fixed = _stacked([d[1] for d in draws])
-        xs = np.stack([np.asarray(inputs(s, width, net.input_dim, n_inputs, dtype)) for s in padded])
-        out.append(np.asarray(compiled(params, fixed, xs), dtype=np.float64)[: len(chunk)])
+        data = None if per_seed is None else np.stack([np.asarray(per_seed(s)) for s in padded])
+        result = compiled(_stacked([d[0] for d in draws]), _stacked([d[1] for d in draws]), data, shared)
+        out.append(np.asarray(result, dtype=np.float64)[: len(chunk)])
     return np.concatenate(out)
+
+
+def kernel_diagonals(net, seeds, width: int, n_inputs: int, dtype) -> np.ndarray:
+    """K(x_i, x_i) at the first ``n_inputs`` inputs of each seed's point, shape (seeds, diagonal):
+    ``kernel_diagonal`` over a batch of networks (``over_networks``)."""
+    from harness.kernel import kernel_diagonal
+
+    return over_networks(
+        "kernel_diagonal", net, lambda p, f, xs, _: kernel_diagonal(net, p, f, xs), seeds, width, dtype,
+        per_seed=lambda s: inputs(s, width, net.input_dim, n_inputs, dtype),
+    )
 
 
 def _stacked(trees):

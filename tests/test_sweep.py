@@ -93,3 +93,22 @@ def test_kernel_diagonals_of_a_batch_equal_each_network_alone_to_round_off():
     ])
     assert batched.shape == alone.shape == (70, 3)
     assert np.max(np.abs(batched - alone) / alone) <= 100 * np.finfo(np.float64).eps
+
+
+@pytest.mark.parametrize("batch_bytes", [8 * 2**20, 1])  # batches of 3, and one network at a time
+def test_tangent_kernels_of_a_batch_equal_each_network_alone_to_round_off(batch_bytes, monkeypatch):
+    import jax.numpy as jnp
+    import numpy as np
+
+    from harness import measure
+    from harness.kernel import tangent_kernel
+    from harness.models import FullyConnected
+
+    monkeypatch.setattr(measure, "BATCH_BYTES", batch_bytes)
+    net = FullyConnected(4, (16,), "tanh")
+    xs = measure.inputs(99, 0, 4, 5, jnp.float64)
+    kernel = lambda p, f, _, x: tangent_kernel(net, p, f, x, method="structured")
+    batched = measure.over_networks("test-kernel", net, kernel, range(3), 16, jnp.float64, shared=xs)
+    alone = np.stack([np.asarray(tangent_kernel(net, *measure.weights(net, s, 16, jnp.float64), xs, method="structured")) for s in range(3)])
+    assert batched.shape == (3, 5, 5)
+    assert np.max(np.abs(batched - alone)) <= 100 * np.finfo(np.float64).eps * np.max(np.abs(alone))
