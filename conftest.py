@@ -76,7 +76,7 @@ def pytest_addoption(parser):
     )
     group.addoption(
         "--resume", action="store_true", default=False,
-        help="replay the tests a killed run of the same code, tier and seed finished (reports/<tier>/progress.json)",
+        help="replay the tests a killed run of the same code, tier and seed finished (reports/<tier>/progress.jsonl)",
     )
     group.addoption(
         "--claim", action="append", default=[], metavar="ID",

@@ -47,6 +47,19 @@ def test_an_unreadable_progress_file_is_an_error_naming_it(tmp_path):
         RunProgress.resumed(tmp_path, "run-a")
 
 
+def test_a_line_cut_short_by_a_kill_is_ignored_and_its_test_runs_again(tmp_path):
+    progress = RunProgress(tmp_path, "run-a")
+    progress.finish("claims/t.py::first", "passed", 1.0, [{"claim": "C1", "variant": "v"}])
+    progress.finish("claims/t.py::second", "passed", 1.0, [{"claim": "C2", "variant": "w"}])
+    text = (tmp_path / PROGRESS_FILE).read_text()
+    (tmp_path / PROGRESS_FILE).write_text(text[: len(text) - 20])  # the kill came mid-line
+    resumed, line = RunProgress.resumed(tmp_path, "run-a")
+    assert "1 finished tests replayed" in line
+    assert resumed.replay("claims/t.py::first") is not None and resumed.replay("claims/t.py::second") is None
+    resumed.finish("claims/t.py::second", "passed", 1.0, [])  # appended after the cut line: still read
+    assert RunProgress.resumed(tmp_path, "run-a")[0].replay("claims/t.py::second") is not None
+
+
 def _pytest_command(report_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "claims", "--claim", "C1",
@@ -74,7 +87,7 @@ def test_a_run_killed_after_one_claim_test_resumes_to_the_records_of_an_uninterr
         run.kill()
     finally:
         run.wait(timeout=60)
-    finished = json.loads(progress_path.read_text())["tests"]
+    finished = [line for line in progress_path.read_text().splitlines()[1:] if line.endswith("}")]
     assert 1 <= len(finished) < 3, "the run must be killed between its first and its last test"
     assert not (tmp_path / "killed" / "smoke" / "claims.json").exists()
 
