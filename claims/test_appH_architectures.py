@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import claims.test_sec3_linear_output as sec3
 from harness import measure as measure_at
 from harness.architectures import build_architecture
 from harness.fit import PowerLawFit, Verdict, equality_verdict, power_law_fit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal
+from harness.laws import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
 from harness.report import exploratory_record, scaling_record
 from harness.sweep import Series, memoized, point_key, run_sweep, seeds_by_width
 
@@ -48,11 +48,9 @@ from harness.sweep import Series, memoized, point_key, run_sweep, seeds_by_width
 #: C6: the same O~(1/sqrt m) law as C2/C4, and the same allowance for its hidden log factor
 #: ((log m)^(1/2) moves the local slope by 1 / (2 ln m)). In a convolutional layer the maximum of
 #: condition (b) runs over the C P units of a layer (P positions), ln(C P) >= 6 on the default grid.
-HESSIAN_SLOPE_MARGIN = sec3.HESSIAN_SLOPE_MARGIN
 
 #: C6: tr K / n = Theta(1); finite-width corrections are O(1/m) as for the dense nets of C3 (a
 #: convolution's fan-in C k^s is even larger), so C3's allowance for widths >= 32 carries over.
-KERNEL_SLOPE_MARGIN = sec3.KERNEL_SLOPE_MARGIN
 
 #: C6 uses swish (smooth, Lipschitz, sigma''(0) = 1/2). With tanh, sigma''(0) = 0 and sigma''(z) ~ -2z,
 #: so the diagonal Hessian block of a dense layer below the read-out, max_i |v_i sigma''(z_i)| / sqrt(m),

@@ -21,6 +21,7 @@ from harness.kernel import infinite_width_shallow_diagonal, kernel_diagonal
 from harness.models import ACTIVATIONS, FullyConnected, shallow_network
 from harness.report import bound_record, scaling_record
 from harness import measure as measure_at
+from harness.laws import HESSIAN_SLOPE_MARGIN, INF_NORM_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
 from harness.sweep import point_key, run_batched_sweep, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
@@ -30,24 +31,14 @@ from harness.sweep import point_key, run_batched_sweep, run_sweep, seeds_by_widt
 #: closed form of Sec. 3.1 up to the round-off of a few operations in the run's dtype:
 #: ``harness.fit.round_off_limit`` (1000 epsilons; the measured worst is 1-5).
 
-#: C2/C4: the Hessian law is O~(1/sqrt m): a factor (log m)^k changes the local slope by k / ln m,
-#: about 0.1 for k = 1/2 over our widths (ln m ~ 5); the paper's law allows no more than that.
-HESSIAN_SLOPE_MARGIN = 0.10
-
-#: C3: K(x,x) = Theta(1); finite-width corrections to its mean are O(1/m), which moves the fitted
-#: log-log slope by at most a few hundredths from width 32 upward.
-KERNEL_SLOPE_MARGIN = 0.05
+#: C2/C4: HESSIAN_SLOPE_MARGIN (harness.laws: the O~ log factor). C3: KERNEL_SLOPE_MARGIN
+#: (harness.laws: O(1/m) corrections to the kernel's mean).
 
 #: C3: |K_m(x,x) - K_inf(x,x)| / K_inf is an average of m i.i.d. terms minus its mean: the central
 #: limit theorem gives slope exactly -1/2; |N(0,1)| in log space is noisy, so the bound is -1/2 + 0.2.
 KERNEL_LIMIT_SLOPE_MARGIN = 0.20
 
-#: C5: ||df/dalpha_l||_inf is the largest of m entries of size 1/sqrt(m), so it carries the log
-#: factor E[max of m |N(0,1)|] ~ sqrt(2 ln m) hidden in O~: its local slope is about -0.38 over
-#: widths 32..2048, not -1/2. The claim divides the norm by that factor, computed exactly, which
-#: leaves an exact m^(-1/2) law for Gaussian entries. Entries below the top layer are Gaussian only
-#: given the layers above; O(1/m) corrections and the sqrt(log) slack of Õ give the margin.
-INF_NORM_SLOPE_MARGIN = 0.10
+#: C5: INF_NORM_SLOPE_MARGIN (harness.laws: the infinity-norm divided by its exact log factor).
 
 #: C5: ||df/dalpha_l||_2 = Theta(1), with O(1/m) finite-width corrections as for the kernel.
 TWO_NORM_SLOPE_MARGIN = 0.05

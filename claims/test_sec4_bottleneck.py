@@ -13,11 +13,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from claims.test_sec3_linear_output import INF_NORM_SLOPE_MARGIN
-from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness import measure
 from harness.fit import OMEGA1_LAW, equality_verdict, expected_max_abs_normal, omega1_verdict
-from harness.models import FullyConnected
+from harness.laws import INF_NORM_SLOPE_MARGIN, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
+from harness.networks import N_INPUTS, bottleneck_network, bottleneck_seeds
 from harness.report import scaling_record
 from harness.sweep import run_sweep
 
@@ -32,15 +31,6 @@ BOTTLENECK_GRADIENT_FLOOR = 0.05
 #: 70049, 90063, 110077 (its standard error 0.053-0.059); with 16x 5.4, 8.5, 8.5 and 8.3. A gradient
 #: costs less than one Hessian-vector product, so the 128 seeds add a few seconds.
 GRADIENT_SEED_FACTOR = 16
-
-
-def bottleneck_network(width: int, bottleneck: int, input_dim: int) -> FullyConnected:
-    """Three hidden tanh layers [m, m_b, m], all trained, linear output (paper Sec. 4 and Fig. 2)."""
-    return FullyConnected(input_dim, (width, bottleneck, width), "tanh")
-
-
-def bottleneck_seeds(tier, base_seed):
-    return tuple(base_seed + i for i in range(tier.grid("sec4")["bottleneck_seed_factor"] * tier.n_hessian_seeds))
 
 
 @pytest.mark.parametrize("bottleneck", [1, 3], ids=["mb1", "mb3"])

@@ -21,8 +21,9 @@ from harness.hessian import hessian_matrix
 from harness.kernel import kernel_diagonal
 from harness.models import ACTIVATIONS, OUTPUT_FUNCTIONS, FullyConnected
 from harness.report import bound_record, exploratory_record, scaling_record
-from harness.sweep import run_sweep, seeds_by_width
-from harness.tiers import SIZED_SWEEPS
+from harness.laws import OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
+from harness.networks import N_CLASSES, N_INPUTS, section4_network, section4_seeds
+from harness.sweep import run_sweep
 
 # ------------------------------------------------------------------------------------------------
 # Margins, fixed before looking at data; the reason is on the line.
@@ -31,51 +32,14 @@ from harness.tiers import SIZED_SWEEPS
 #: their difference is a sum of a few hundred products: ``harness.fit.round_off_limit`` (1000
 #: epsilons; the measured worst is 2-5).
 
-#: C8: the slope of ||H~|| must not exceed +0.2 (Theta(1), not growing; harness.fit.omega1_verdict).
-#: The lower side is the limit a of ||H~|| = a + c m^(-1/2): at finite width the decaying part
-#: phi'(f) H of Eq. 13 pulls the slope down by up to ~0.1 where it is not yet negligible, which is
-#: the c m^(-1/2) term, not a vanishing limit.
-OMEGA_SLOPE_MARGIN = 0.20
+#: C8: OMEGA_SLOPE_MARGIN and OMEGA_FLOOR (harness.laws: the Omega(1) verdict's slope band and the
+#: floor under its limit, shared with C9 and Table 1); the largest ||H~|| over N_INPUTS inputs
+#: (harness.networks).
 
-#: C8: absolute floor under the lower 90% bound of the limit a (besides half the mean at the
-#: smallest width). The rank-one term |phi''(f)| K(x,x) of Eq. 13 is 0.03-0.3 at these inputs; a
-#: linear-output net at the largest shallow width has ||H|| ~ 0.002 (Eq. 5: 0.77/sqrt(1e5)): a limit
-#: above 0.01 is of order one, not vanishing.
-OMEGA_FLOOR = 0.01
-
-#: Inputs per network: the Hessian norm at one input has a heavy lower tail (phi''(f) vanishes at
-#: f = 0 for tanh and sigmoid heads), the largest over 4 inputs does not.
-N_INPUTS = 4
 #: The input at which Eq. 14 is checked (at every width and seed).
 EQ14_INPUT = 0
 
-#: Classes of the softmax head.
-N_CLASSES = 3
-
 HEADS = ["swish", "tanh", "sigmoid", "softmax"]
-
-
-def network(kind: str, width: int, head: str, input_dim: int) -> FullyConnected:
-    """The two networks of this section: the shallow net of Sec. 3.1 (fixed +-1 output weights,
-    d-dimensional input) and a 2-hidden-layer net with all layers trained; tanh hidden units."""
-    c = N_CLASSES if head == "softmax" else 1
-    if kind == "shallow":
-        return FullyConnected(input_dim, (width,), "tanh", head=head, num_outputs=c, train_output=False, output_init="sign")
-    if kind == "deep":
-        return FullyConnected(input_dim, (width, width), "tanh", head=head, num_outputs=c)
-    raise ValueError(f"unknown network kind {kind!r}; valid: shallow, deep")
-
-
-def c8_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
-    """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep swish ones):
-    the head's own count where the tier sizes it ("C8 shallow-swish"), else the kind's ("C8 deep"). A
-    record that is measured but not judged needs no power: a quarter of the seeds (at least 2)."""
-    widths = tier.grid("sec4")["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
-    count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
-    sized = f"C8 {kind}-{head}"
-    if sized in SIZED_SWEEPS:
-        count = tier.sweep_seed_count(sized, count)
-    return seeds_by_width(widths, base_seed, count if judged else max(2, count // 4))
 
 
 def _head_derivatives(head: str, logits: jax.Array, k: int):
@@ -103,7 +67,7 @@ def test_c7_kernel_and_hessian_of_a_nonlinear_output_are_exact(head, tier, base_
     for kind in ["shallow", "deep"]:
         for width in grid["identity_widths"]:
             for seed in tier.seeds(base_seed):
-                net = network(kind, width, head, 3)
+                net = section4_network(kind, width, head, 3)
                 linear = dataclasses.replace(net, head="linear")
                 params, fixed = measure.weights(net, seed, width, dtype)
                 x = measure.inputs(seed, width, net.input_dim, 1, dtype)[0]
@@ -189,7 +153,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
     slacks = []
 
     def measure_point(width, seed):
-        net = network(kind, width, head, input_dim)
+        net = section4_network(kind, width, head, input_dim)
         per_input = [
             max(
                 measure.hessian_norm(
@@ -207,7 +171,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
         return {"hessian_norm": max(per_input)}
 
     judged = kind == "shallow" or head in grid["deep_judged_heads"]
-    series = run_sweep(widths, c8_seeds(tier, kind, head, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
+    series = run_sweep(widths, section4_seeds(tier, kind, head, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
     fit = series.fit("hessian_norm")
     record = scaling_record(
         "C8",

@@ -19,11 +19,10 @@ import dataclasses
 
 import pytest
 
-from claims.test_sec3_linear_output import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
-from claims.test_sec4_bottleneck import bottleneck_network, bottleneck_seeds
-from claims.test_sec4_nonlinear_output import N_INPUTS, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN, c8_seeds, network
 from harness import measure
 from harness.fit import CONFIRMED, INCONCLUSIVE, OMEGA1_LAW, REFUTED, Verdict, equality_verdict, omega1_verdict
+from harness.laws import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
+from harness.networks import N_INPUTS, bottleneck_network, bottleneck_seeds, section4_network, section4_seeds
 from harness.report import scaling_record
 from harness.sweep import run_batched_sweep, run_sweep
 
@@ -58,9 +57,9 @@ ROWS = {
 
 def _row_network(row: str, width: int, input_dim: int):
     if row == "linear-output":
-        return dataclasses.replace(network("deep", width, "swish", input_dim), head="linear")
+        return dataclasses.replace(section4_network("deep", width, "swish", input_dim), head="linear")
     if row == "nonlinear-output":
-        return network("deep", width, "swish", input_dim)
+        return section4_network("deep", width, "swish", input_dim)
     return bottleneck_network(width, 1, input_dim)
 
 
@@ -74,7 +73,7 @@ def test_c10_table1_row(row, tier, base_seed, dtype, judge, progress):
         widths, seeds = tier.deep_widths[2], tier.seeds(base_seed, hessian=True)
     ntk_seeds = tuple(base_seed + i for i in range(NTK_SEED_FACTOR[row] * len(seeds)))
     if row == "nonlinear-output":
-        seeds = c8_seeds(tier, "deep", "swish", base_seed)  # C8's deep swish points, reused
+        seeds = section4_seeds(tier, "deep", "swish", base_seed)  # C8's deep swish points, reused
     if row == "linear-output":
         seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C10 linear-output", len(seeds))))
 

@@ -36,7 +36,8 @@ PACKAGES = ("jax", "jaxlib", "numpy", "scipy", "statsmodels", "matplotlib", "pyt
 
 #: Modules whose settings (constants and keyword defaults) decide how a quantity is estimated.
 ESTIMATOR_MODULES = (
-    "architectures", "fit", "hessian", "infinite_width", "kernel", "measure", "models", "rng", "sweep", "train",
+    "architectures", "fit", "hessian", "infinite_width", "kernel", "laws", "measure", "models", "networks", "rng",
+    "sweep", "train",
 )
 
 #: Paths, relative to the project root, left out of the dirty check (runs write their reports there).
