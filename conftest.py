@@ -354,7 +354,7 @@ def _add_and_judge(item, records) -> None:
     run's report and, with the test's report, to the progress file."""
     import json
 
-    from harness.report import judgement, plain_json
+    from harness.records import judgement, plain_json
 
     tier = item.config._linearity["tier"]
     report = _run_report(item.config)
@@ -535,7 +535,7 @@ def pytest_sessionfinish(session, exitstatus):
     from harness.schedule import peak_rss_bytes
 
     if _is_worker(config):
-        from harness.report import plain_json
+        from harness.records import plain_json
 
         records = state["report"].records if state["report"] is not None else []
         # JSON text keeps NaN and inf as numbers (execnet carries only plain Python data).

@@ -35,7 +35,7 @@ from harness.fit import equality_verdict, round_off_limit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
-from harness.report import scaling_record
+from harness.records import scaling_record
 from harness.sweep import point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
             params, fixed = net.init(point_key(seed, width, "init"), dtype)
             est = hessian_spectral_norm(
                 net.output_component, params, fixed, xs[0], 0,
-                key=point_key(seed, width, "lanczos"), tol=tier.lanczos_tol, max_iters=grid["lanczos_max_iters"],
+                key=point_key(seed, width, "lanczos"), tol=tier.lanczos_tol, max_iters=grid.lanczos_max_iters,
             )
             kernel = np.asarray(tangent_kernel(net, params, fixed, xs, method="structured"), dtype=np.float64)
             knorm = _max_eigenvalue(kernel)
@@ -144,7 +144,7 @@ def test_c18_standard_parameterization_rescales_kernel_and_hessian_alike(tier, b
         out["function_mismatch"] = float(np.max(np.abs(outputs["standard"] - outputs["ntk"]))) / scale
         return out
 
-    seeds = seeds_by_width(tier.deep_widths[DEPTH], base_seed, tier.sweep_seed_count("C18", grid["param_seeds"]))
+    seeds = seeds_by_width(tier.deep_widths[DEPTH], base_seed, tier.sweep_seed_count("C18", grid.param_seeds))
     # C4's width grid: this claim is C4 (at W0) repeated under the other parameterization.
     series = run_sweep(tier.deep_widths[DEPTH], seeds, measure, progress, f"C18 {ACTIVATION}-depth{DEPTH}")
     mismatch = max(series.values["function_mismatch"])

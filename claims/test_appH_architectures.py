@@ -39,7 +39,7 @@ from harness.fit import PowerLawFit, Verdict, equality_verdict, power_law_fit
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import kernel_diagonal
 from harness.laws import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
-from harness.report import exploratory_record, scaling_record
+from harness.records import exploratory_record, scaling_record
 from harness.sweep import Series, memoized, point_key, run_sweep, seeds_by_width
 
 # ------------------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def _point_measure(architecture: str, grid: dict, tier, dtype, hessian: bool = T
 
     def measure(width, seed):
         net = build(architecture, width, grid)
-        diag = kernel_diagonal_at(net, seed, width, grid["kernel_inputs"], dtype)
+        diag = kernel_diagonal_at(net, seed, width, grid.kernel_inputs, dtype)
         out = {"kernel_at_x": float(diag[0]), "kernel_trace_per_input": float(np.mean(diag))}
         if hessian:
             est = hessian_estimate(net, seed, width, tier, dtype)
@@ -150,11 +150,11 @@ def _point_measure(architecture: str, grid: dict, tier, dtype, hessian: bool = T
 
 
 def hessian_sweep(architecture: str, tier, base_seed: int, dtype, progress, label: str, seeds_key: str = "hessian_seeds") -> Series:
-    """The Hessian sweep of one architecture over the grid's widths and ``grid[seeds_key]`` seeds
+    """The Hessian sweep of one architecture over the grid's widths and ``getattr(grid, seeds_key)`` seeds
     (for C6, the count sized by power in ``tier.sweep_seeds``)."""
     grid = tier.grid("architectures")
-    count = grid[seeds_key]
-    widths = grid["widths"][architecture]
+    count = getattr(grid, seeds_key)
+    widths = grid.widths[architecture]
     if seeds_key == "hessian_seeds":
         seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count(f"C6 {architecture}-hessian", count))
     else:
@@ -165,7 +165,7 @@ def hessian_sweep(architecture: str, tier, base_seed: int, dtype, progress, labe
 
 def _extra(architecture: str, tier, series: Series | None = None, **more) -> dict:
     grid = tier.grid("architectures")
-    net = build(architecture, grid["widths"][architecture][0], grid)
+    net = build(architecture, grid.widths[architecture][0], grid)
     extra = {
         "architecture": architecture,
         "depth": net.depth,
@@ -194,9 +194,9 @@ def test_c6_architectures_hessian_and_kernel(architecture, tier, base_seed, dtyp
     grid = tier.grid("architectures")
     series = hessian_sweep(architecture, tier, base_seed, dtype, progress, f"C6 {architecture} Hessian")
     kernel = run_sweep(
-        grid["widths"][architecture],
+        grid.widths[architecture],
         seeds_by_width(
-            grid["widths"][architecture], base_seed, tier.sweep_seed_count(f"C6 {architecture}-kernel", grid["kernel_seeds"])
+            grid.widths[architecture], base_seed, tier.sweep_seed_count(f"C6 {architecture}-kernel", grid.kernel_seeds)
         ),
         _point_measure(architecture, grid, tier, dtype, hessian=False),
         progress,
@@ -229,7 +229,7 @@ def test_c6_architectures_hessian_and_kernel(architecture, tier, base_seed, dtyp
             fit=fit_k,
             verdict=kernel_verdict(fit_k),
             size_name="channels",
-            extra=_extra(architecture, tier, inputs=grid["kernel_inputs"]),
+            extra=_extra(architecture, tier, inputs=grid.kernel_inputs),
         ),
     )
 
@@ -253,7 +253,7 @@ def test_exploratory_hidden_nonlinearities(claim, tier, base_seed, dtype, judge,
     grid = tier.grid("architectures")
     architecture, what = EXPLORATORY_MODELS[claim]
     series = hessian_sweep(architecture, tier, base_seed, dtype, progress, f"{claim} {architecture}", "exploratory_seeds")
-    depth = grid["dense_depth"]
+    depth = grid.dense_depth
     fit_h = series.fit("hessian_norm")
     fit_k = series.fit("kernel_trace_per_input")
     judge(
@@ -282,7 +282,7 @@ def test_exploratory_hidden_nonlinearities(claim, tier, base_seed, dtype, judge,
                 margin=KERNEL_SLOPE_MARGIN,
                 fit=fit_k,
                 verdict=kernel_verdict(fit_k),
-                extra=_extra(architecture, tier, inputs=grid["kernel_inputs"]),
+                extra=_extra(architecture, tier, inputs=grid.kernel_inputs),
             )
         ),
     )

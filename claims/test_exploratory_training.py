@@ -18,7 +18,7 @@ from __future__ import annotations
 from harness.architectures import SoftmaxHiddenNet
 from harness.fit import power_law_fit, upper_bound_verdict
 from harness.models import FullyConnected, ScaledOutput
-from harness.report import exploratory_record, scaling_record
+from harness.records import exploratory_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import TrainConfig, section6_network, train_point
 
@@ -33,13 +33,13 @@ LAZY_ALPHA = 10.0
 
 
 def _config(grid) -> TrainConfig:
-    return TrainConfig(rel_tol=grid["rel_tol"], max_steps=grid["max_steps"], chunk=grid["chunk"])
+    return TrainConfig(rel_tol=grid.rel_tol, max_steps=grid.max_steps, chunk=grid.chunk)
 
 
 def _grid(tier):
     grid = tier.grid("training")
-    widths = grid["exploratory_widths"]
-    seeds = grid["exploratory_seeds"]
+    widths = grid.exploratory_widths
+    seeds = grid.exploratory_seeds
     return grid, widths, seeds
 
 
@@ -48,7 +48,7 @@ def _sweep(tier, base_seed, dtype, progress, label, build):
     seeds = tuple(base_seed + i for i in range(n_seeds))
 
     def measure(width, seed):
-        r = train_point(build(width, grid), seed=seed, width=width, n=grid["n_train"], dtype=dtype, config=_config(grid))
+        r = train_point(build(width, grid), seed=seed, width=width, n=grid.n_train, dtype=dtype, config=_config(grid))
         return {"delta_k": r.delta_k, "steps": r.steps}
 
     return run_sweep(widths, seeds, measure, progress, label), grid
@@ -75,7 +75,7 @@ def test_x1_relu_hidden_layer_kernel_change(tier, base_seed, dtype, judge, progr
     """X1 (rebuttal to R3): Delta K vs width for a ReLU hidden layer, linear output."""
     series, grid = _sweep(
         tier, base_seed, dtype, progress, "X1 relu training",
-        lambda m, g: FullyConnected(g["input_dim"], (m,), "relu"),
+        lambda m, g: FullyConnected(g.input_dim, (m,), "relu"),
     )
     judge(_record("X1", "relu-training", "ReLU hidden layer: Delta K vs width (exploratory)", series, grid,
                   "1 hidden ReLU layer, linear output"))
@@ -85,7 +85,7 @@ def test_x2_softmax_hidden_layer_kernel_change(tier, base_seed, dtype, judge, pr
     """X2 (rebuttal to R2): Delta K vs width for a softmax hidden layer, linear output."""
     series, grid = _sweep(
         tier, base_seed, dtype, progress, "X2 softmax-hidden training",
-        lambda m, g: SoftmaxHiddenNet(g["input_dim"], (m,)),
+        lambda m, g: SoftmaxHiddenNet(g.input_dim, (m,)),
     )
     judge(_record("X2", "softmax-hidden-training", "softmax hidden layer: Delta K vs width (exploratory)", series,
                   grid, "1 hidden layer m softmax(z), linear output"))
@@ -95,15 +95,15 @@ def test_x3_output_rescaling_kernel_change(tier, base_seed, dtype, judge, progre
     """X3 (Appendix A): alpha (f - f(w0)) trained by GD; Delta K vs width at alpha = 10, and vs alpha."""
     series, grid = _sweep(
         tier, base_seed, dtype, progress, f"X3 alpha={LAZY_ALPHA:g} training",
-        lambda m, g: ScaledOutput(section6_network(m, g["input_dim"]), LAZY_ALPHA),
+        lambda m, g: ScaledOutput(section6_network(m, g.input_dim), LAZY_ALPHA),
     )
     width = max(_grid(tier)[1])
     seeds = tuple(base_seed + i for i in range(_grid(tier)[2]))
     alphas, values, point_seeds = [], [], []
     for alpha in ALPHAS:
         for seed in seeds:
-            model = ScaledOutput(section6_network(width, grid["input_dim"]), alpha)
-            r = train_point(model, seed=seed, width=width, n=grid["n_train"], dtype=dtype, config=_config(grid))
+            model = ScaledOutput(section6_network(width, grid.input_dim), alpha)
+            r = train_point(model, seed=seed, width=width, n=grid.n_train, dtype=dtype, config=_config(grid))
             alphas.append(alpha)
             values.append(r.delta_k)
             point_seeds.append(seed)

@@ -27,7 +27,7 @@ from harness.fit import bound_verdict, equality_verdict, power_law_fit
 from harness.infinite_width import infinite_width_ntk, layer_kernels, ntk_from_layer_kernels
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness import measure
 from harness.sweep import point_key, run_batched_sweep, seeds_by_width
 
@@ -83,7 +83,7 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
     """
     grid = tier.grid("theory")
     d = tier.input_dim
-    xs = _shared_points(base_seed, grid["limit_points"], d, dtype)
+    xs = _shared_points(base_seed, grid.limit_points, d, dtype)
     reference_net = FullyConnected(d, (1,) * depth, activation)  # the limit ignores the widths
     k_inf = infinite_width_ntk(reference_net, xs)
     cross_check = {}
@@ -104,8 +104,8 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
         kernels.update({(width, s): k for s, k in zip(seeds, stack)})
         return {"relative_error": np.array([_relative_frobenius(k, k_inf) for k in stack])}
 
-    widths = grid["limit_widths"]
-    seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count("C19", grid["limit_seeds"]))
+    widths = grid.limit_widths
+    seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count("C19", grid.limit_seeds))
     series = run_batched_sweep(widths, seeds, measure_batch, progress, f"C19 {activation}-depth{depth}")
     fit_error = series.fit("relative_error")
 
@@ -126,7 +126,7 @@ def test_c19_empirical_ntk_converges_to_the_infinite_width_kernel(activation, de
     extra = {
         "activation": activation,
         "depth": depth,
-        "inputs": grid["limit_points"],
+        "inputs": grid.limit_points,
         "k_inf_lambda_min": float(np.linalg.eigvalsh(k_inf)[0]),
         "k_inf_trace_per_input": float(np.trace(k_inf)) / len(k_inf),
         "mean_over_seeds_relative_error_at_largest_width": _relative_frobenius(mean_top, k_inf),
@@ -171,7 +171,7 @@ def test_c19_limiting_kernel_is_positive_definite_on_the_sphere(activation, tier
     rank d < n: it is recorded beside as the singular case the check would reject.
     """
     grid = tier.grid("theory")
-    d, n = tier.input_dim, grid["pd_points"]
+    d, n = tier.input_dim, grid.pd_points
     if n <= d:
         raise ValueError(f"pd_points must exceed the input dimension {d} (else depth 0 is not singular), got {n}")
     lam_min = {depth: math.inf for depth in PD_DEPTHS}

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from harness.fit import bound_verdict, equality_verdict, expected_max_abs_normal, upper_bound_verdict
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import SEGMENT_POINTS, fig1_point, fig1_seeds, grid_dtype
 
@@ -50,7 +50,7 @@ def _grid(tier):
 
 def _seeds(grid, base_seed):
     """The training grid's seeds, for every head alike."""
-    return tuple(base_seed + i for i in range(grid["seeds"]))
+    return tuple(base_seed + i for i in range(grid.seeds))
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -72,7 +72,7 @@ def test_c14_weights_move_little_per_coordinate_but_order_one_in_norm(head, tier
         inf = r.final_weight_change_inf
         return {"inf_norm": inf, "inf_norm_over_log_factor": inf / expected_max_abs_normal(width), "two_norm": r.final_weight_change_2}
 
-    series = run_sweep(grid["fig1_widths"], fig1_seeds(grid, base_seed, head), measure, progress, f"C14 {head}")
+    series = run_sweep(grid.fig1_widths, fig1_seeds(grid, base_seed, head), measure, progress, f"C14 {head}")
     fit_inf = series.fit("inf_norm_over_log_factor")
     fit_raw = series.fit("inf_norm")
     fit_two = series.fit("two_norm")
@@ -139,7 +139,7 @@ def test_c14_eq2_lower_bound_holds_in_every_run(tier, base_seed, dtype, judge, p
     per_head = {}
     for head in HEADS:
         head_worst = 0.0
-        for width in grid["fig1_widths"]:
+        for width in grid.fig1_widths:
             for seed in _seeds(grid, base_seed):
                 r = fig1_point(grid, head, width, seed, run_dtype)
                 sup_grad = r.segment_grad_norms.max(axis=0)  # S(x_i), shape (n,)
@@ -169,7 +169,7 @@ def test_c14_eq2_lower_bound_holds_in_every_run(tier, base_seed, dtype, judge, p
                 "worst_paper_form": worst_paper,
                 "sup_used": f"max of ||grad f(w; x)|| over {SEGMENT_POINTS} equally spaced points of [w0, w_T]",
                 "heads": HEADS,
-                "widths": list(grid["fig1_widths"]),
+                "widths": list(grid.fig1_widths),
             },
         )
     )

@@ -60,7 +60,7 @@ from harness.fit import bound_verdict, upper_bound_verdict
 from harness.hessian import hessian_spectral_norm
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness.sweep import point_key, run_sweep
 
 # ------------------------------------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_c17_hessian_norm_bounds_the_kernel_change(tier, base_seed, dtype, judge
     """
     grid = tier.grid("theory")
     d = tier.input_dim
-    tol, max_iters = tier.lanczos_tol, grid["lanczos_max_iters"]
+    tol, max_iters = tier.lanczos_tol, grid.lanczos_max_iters
     worst = {"ratio": 0.0, "where": ""}
     tallies = {"samples": 0, "unconverged_points": 0, "points": 0, "loss_increases": 0, "gd_steps_max": 0}
 
@@ -296,8 +296,8 @@ def test_c17_hessian_norm_bounds_the_kernel_change(tier, base_seed, dtype, judge
                 out[f"{direction}_bound"] = float(np.linalg.norm(bound))
         return out
 
-    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C17", grid["bound_seeds"])))
-    series = run_sweep(grid["bound_widths"], seeds, measure, progress, f"C17 {ACTIVATION}-depth{DEPTH}")
+    seeds = tuple(base_seed + i for i in range(tier.sweep_seed_count("C17", grid.bound_seeds)))
+    series = run_sweep(grid.bound_widths, seeds, measure, progress, f"C17 {ACTIVATION}-depth{DEPTH}")
     variant = f"{ACTIVATION}-depth{DEPTH}"
     common = {
         "activation": ACTIVATION,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from harness.fit import CONFIRMED, REFUTED, Verdict, bound_verdict, lower_bound_verdict, round_off_limit
-from harness.report import bound_record
+from harness.records import bound_record
 from harness.train import LinearizedNetwork, fig1_config, fig1_point, grid_dtype, section6_network, train_point
 
 # ------------------------------------------------------------------------------------------------
@@ -43,8 +43,8 @@ def _grid(tier):
 
 def _linear_model(kind: str, width: int, grid):
     if kind == "random-features":
-        return section6_network(width, grid["input_dim"], "linear", train_hidden=False)
-    return LinearizedNetwork(section6_network(width, grid["input_dim"], "linear"))
+        return section6_network(width, grid.input_dim, "linear", train_hidden=False)
+    return LinearizedNetwork(section6_network(width, grid.input_dim, "linear"))
 
 
 def constant_kernel_verdict(worst: float, separated: float, tolerance: float) -> Verdict:
@@ -64,12 +64,12 @@ def test_c16_linear_model_has_a_constant_kernel(kind, tier, base_seed, dtype, ju
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
     tolerance = round_off_limit(run_dtype)
-    seeds = tuple(base_seed + i for i in range(grid["seeds"]))
+    seeds = tuple(base_seed + i for i in range(grid.seeds))
     linear_dk, nonlinear_dk, rows = [], [], []
-    for width in grid["linear_model_widths"]:
+    for width in grid.linear_model_widths:
         for seed in seeds:
             model = _linear_model(kind, width, grid)
-            lin = train_point(model, seed=seed, width=width, n=grid["n_train"], dtype=run_dtype, config=fig1_config(grid))
+            lin = train_point(model, seed=seed, width=width, n=grid.n_train, dtype=run_dtype, config=fig1_config(grid))
             full = fig1_point(grid, "linear", width, seed, run_dtype)
             linear_dk.append(lin.delta_k)
             nonlinear_dk.append(full.delta_k)

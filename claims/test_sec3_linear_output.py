@@ -19,7 +19,7 @@ from harness.fit import bound_verdict, equality_verdict, expected_max_abs_normal
 from harness.hessian import hessian_matrix, hessian_spectral_norm
 from harness.kernel import infinite_width_shallow_diagonal, kernel_diagonal
 from harness.models import ACTIVATIONS, FullyConnected, shallow_network
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness import measure as measure_at
 from harness.laws import HESSIAN_SLOPE_MARGIN, INF_NORM_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
 from harness.sweep import point_key, run_batched_sweep, run_sweep, seeds_by_width

@@ -17,7 +17,7 @@ from harness import measure
 from harness.fit import OMEGA1_LAW, equality_verdict, expected_max_abs_normal, omega1_verdict
 from harness.laws import INF_NORM_SLOPE_MARGIN, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness.networks import N_INPUTS, bottleneck_network, bottleneck_seeds
-from harness.report import scaling_record
+from harness.records import scaling_record
 from harness.sweep import run_sweep
 
 #: Floor for the bottleneck gradient ||df/dalpha_b||_inf: it is a product of O(1) Gaussian factors
@@ -39,7 +39,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
     ||df/dalpha_b||_inf = O~(1) at the bottleneck and the wide layers' infinity-norms fall as m^(-1/2).
     """
     grid = tier.grid("sec4")
-    if bottleneck not in grid["bottleneck_sizes"]:
+    if bottleneck not in grid.bottleneck_sizes:
         pytest.skip(f"bottleneck width {bottleneck} is not in the {tier.name} tier")
     d = tier.input_dim
     grads_fn = {}
@@ -65,7 +65,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
             "layer1_inf_share_over_log_factor": float(jnp.max(jnp.abs(g1)) / jnp.linalg.norm(g1)) / log_factor,
         }
 
-    widths = grid["bottleneck_widths"]
+    widths = grid.bottleneck_widths
     seeds = bottleneck_seeds(tier, base_seed)
     series = run_sweep(widths, seeds, hessian_point, progress, f"C9 mb{bottleneck} Hessian")
     # Gradients are measured on GRADIENT_SEED_FACTOR times the seeds: every entry below the

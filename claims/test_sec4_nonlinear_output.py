@@ -20,7 +20,7 @@ from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict, round_off_lim
 from harness.hessian import hessian_matrix
 from harness.kernel import kernel_diagonal
 from harness.models import ACTIVATIONS, OUTPUT_FUNCTIONS, FullyConnected
-from harness.report import bound_record, exploratory_record, scaling_record
+from harness.records import bound_record, exploratory_record, scaling_record
 from harness.laws import OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness.networks import N_CLASSES, N_INPUTS, section4_network, section4_seeds
 from harness.sweep import run_sweep
@@ -65,7 +65,7 @@ def test_c7_kernel_and_hessian_of_a_nonlinear_output_are_exact(head, tier, base_
     worst_12 = worst_13 = 0.0
     samples = 0
     for kind in ["shallow", "deep"]:
-        for width in grid["identity_widths"]:
+        for width in grid.identity_widths:
             for seed in tier.seeds(base_seed):
                 net = section4_network(kind, width, head, 3)
                 linear = dataclasses.replace(net, head="linear")
@@ -100,7 +100,7 @@ def test_c7_kernel_and_hessian_of_a_nonlinear_output_are_exact(head, tier, base_
             limit=round_off_limit(dtype),
             verdict=bound_verdict(worst, round_off_limit(dtype), "relative violation of Eq. 12/13"),
             samples=samples,
-            extra={"worst_eq12": worst_12, "worst_eq13": worst_13, "widths": list(grid["identity_widths"])},
+            extra={"worst_eq12": worst_12, "worst_eq13": worst_13, "widths": list(grid.identity_widths)},
         )
     )
 
@@ -148,7 +148,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
     scalar heads (the softmax analogue is the identity of C7); the smallest slack is recorded.
     """
     grid = tier.grid("sec4")
-    widths = grid["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
+    widths = grid.shallow_widths if kind == "shallow" else tier.deep_widths[2]
     input_dim = tier.input_dim
     slacks = []
 
@@ -170,7 +170,7 @@ def test_c8_nonlinear_output_hessian_does_not_vanish(kind, head, tier, base_seed
             slacks.append(_eq14_slack(net, seed, width, dtype, tier, EQ14_INPUT, per_input[EQ14_INPUT]))
         return {"hessian_norm": max(per_input)}
 
-    judged = kind == "shallow" or head in grid["deep_judged_heads"]
+    judged = kind == "shallow" or head in grid.deep_judged_heads
     series = run_sweep(widths, section4_seeds(tier, kind, head, base_seed, judged), measure_point, progress, f"C8 {kind}-{head}")
     fit = series.fit("hessian_norm")
     record = scaling_record(

@@ -23,7 +23,7 @@ from harness import measure
 from harness.fit import CONFIRMED, INCONCLUSIVE, OMEGA1_LAW, REFUTED, Verdict, equality_verdict, omega1_verdict
 from harness.laws import HESSIAN_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN, OMEGA_FLOOR, OMEGA_SLOPE_MARGIN
 from harness.networks import N_INPUTS, bottleneck_network, bottleneck_seeds, section4_network, section4_seeds
-from harness.report import scaling_record
+from harness.records import scaling_record
 from harness.sweep import run_batched_sweep, run_sweep
 
 #: The NTK column is tr K / n over NTK_INPUTS inputs, with NTK_SEED_FACTOR times the Hessian
@@ -68,7 +68,7 @@ def test_c10_table1_row(row, tier, base_seed, dtype, judge, progress):
     """C10 (Table 1): Hessian-norm exponent, NTK exponent and transition to linearity of one row."""
     d = tier.input_dim
     if row == "bottleneck":
-        widths, seeds = tier.grid("sec4")["bottleneck_widths"], bottleneck_seeds(tier, base_seed)
+        widths, seeds = tier.grid("sec4").bottleneck_widths, bottleneck_seeds(tier, base_seed)
     else:
         widths, seeds = tier.deep_widths[2], tier.seeds(base_seed, hessian=True)
     ntk_seeds = tuple(base_seed + i for i in range(NTK_SEED_FACTOR[row] * len(seeds)))

@@ -32,7 +32,7 @@ import numpy as np
 
 from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict
 from harness.models import TANH_LINEAR_A
-from harness.report import bound_record, exploratory_record, scaling_record
+from harness.records import bound_record, exploratory_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import (
     TrainConfig,
@@ -71,11 +71,11 @@ def _grid(tier):
 
 
 def _seeds(grid, base_seed):
-    return tuple(base_seed + i for i in range(grid["seeds"]))
+    return tuple(base_seed + i for i in range(grid.seeds))
 
 
 def _config(grid) -> TrainConfig:
-    return TrainConfig(rel_tol=grid["rel_tol"], max_steps=grid["convergence_max_steps"], chunk=grid["chunk"], track_inner=True)
+    return TrainConfig(rel_tol=grid.rel_tol, max_steps=grid.convergence_max_steps, chunk=grid.chunk, track_inner=True)
 
 
 def _theorem_check(r, rho: float) -> dict:
@@ -112,14 +112,14 @@ def test_c15_gradient_descent_converges_exponentially_without_linearity(tier, ba
     results = []
 
     def measure(width, seed):
-        model = section6_network(width, grid["input_dim"], HEAD)
-        r = train_point(model, seed=seed, width=width, n=grid["n_train"], dtype=run_dtype, config=_config(grid))
+        model = section6_network(width, grid.input_dim, HEAD)
+        r = train_point(model, seed=seed, width=width, n=grid.n_train, dtype=run_dtype, config=_config(grid))
         results.append(r)
         c = _theorem_check(r, RHO)
         checks.append({"width": width, "seed": seed, **c})
         return {"delta_k": r.delta_k, "worst_ratio": c["worst_ratio"]}
 
-    series = run_sweep(grid["convergence_widths"], _seeds(grid, base_seed), measure, progress, f"C15 {HEAD}")
+    series = run_sweep(grid.convergence_widths, _seeds(grid, base_seed), measure, progress, f"C15 {HEAD}")
     worst = max(c["worst_ratio"] for c in checks)
     worst_rate = max(c["rate_shortfall"] for c in checks)
     fit = series.fit("delta_k")
@@ -189,7 +189,7 @@ def test_c15_swish_output_exploratory(tier, base_seed, dtype, judge, progress):
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
     checks = []
-    for width in grid["fig1_widths"]:
+    for width in grid.fig1_widths:
         for seed in _seeds(grid, base_seed):
             r = fig1_point(grid, "swish", width, seed, run_dtype)
             rho = float(np.min(r.head_slope_min))

@@ -20,9 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import harness.figures  # noqa: F401  (registers Fig. 1 and Fig. 2 with the report)
 from harness.fit import OMEGA1_LAW, bound_verdict, lower_bound_verdict, omega1_verdict, upper_bound_verdict
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import downsample, fig1_point, fig1_seeds, grid_dtype
 
@@ -79,7 +78,7 @@ def _late_growth(result) -> float:
 
 
 def _network_text(grid, head):
-    c = f" over {grid['num_classes']} classes" if head == "softmax" else ""
+    c = f" over {grid.num_classes} classes" if head == "softmax" else ""
     return f"1 hidden tanh layer (width m), both layers trained, NTK parameterization, {head} output{c}"
 
 
@@ -102,9 +101,9 @@ def test_c11_kernel_change_vs_width(head, tier, base_seed, dtype, judge, progres
         results.append(r)
         return {"delta_k": r.delta_k}
 
-    series = run_sweep(grid["fig1_widths"], fig1_seeds(grid, base_seed, head), measure, progress, f"C11 {head}")
+    series = run_sweep(grid.fig1_widths, fig1_seeds(grid, base_seed, head), measure, progress, f"C11 {head}")
     fit = series.fit("delta_k")
-    levels = {str(w): float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid["fig1_widths"]}
+    levels = {str(w): float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid.fig1_widths}
     extra = {
         "network": _network_text(grid, head),
         "data": results[0].data,
@@ -146,7 +145,7 @@ def test_c12_kernel_change_along_training(head, tier, base_seed, dtype, judge, p
     """
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
-    width = grid["curve_width"]
+    width = grid.curve_width
     curves, sups, finals = [], [], []
     results = []
     for seed in fig1_seeds(grid, base_seed, head):  # C11's runs at the curve width, reused

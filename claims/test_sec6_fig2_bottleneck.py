@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-import harness.figures  # noqa: F401  (registers Fig. 2 with the report)
 from harness.fit import lower_bound_verdict, power_law_fit, upper_bound_verdict
 from harness.models import FullyConnected
-from harness.report import bound_record, scaling_record
+from harness.records import bound_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import TrainConfig, grid_dtype, train_point
 
@@ -41,11 +40,11 @@ def _grid(tier):
 
 def _config(grid) -> TrainConfig:
     # Linear-output runs converge; the cap is the one of the runs that must reach the tolerance.
-    return TrainConfig(rel_tol=grid["rel_tol"], max_steps=grid["convergence_max_steps"], chunk=grid["chunk"])
+    return TrainConfig(rel_tol=grid.rel_tol, max_steps=grid.convergence_max_steps, chunk=grid.chunk)
 
 
 def _bottleneck_net(grid, wide: int, narrow: int) -> FullyConnected:
-    return FullyConnected(grid["input_dim"], (wide, narrow, wide), DEPTH_ACTIVATION)
+    return FullyConnected(grid.input_dim, (wide, narrow, wide), DEPTH_ACTIVATION)
 
 
 def _facts(results) -> dict:
@@ -68,16 +67,16 @@ def test_c13_kernel_change_falls_as_the_bottleneck_widens(tier, base_seed, dtype
     """
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
-    wide = grid["bottleneck_wide"]
-    seeds = tuple(base_seed + i for i in range(grid["bottleneck_seeds"]))
+    wide = grid.bottleneck_wide
+    seeds = tuple(base_seed + i for i in range(grid.bottleneck_seeds))
     results = []
 
     def measure(narrow, seed):
-        r = train_point(_bottleneck_net(grid, wide, narrow), seed=seed, width=narrow, n=grid["n_train"], dtype=run_dtype, config=_config(grid))
+        r = train_point(_bottleneck_net(grid, wide, narrow), seed=seed, width=narrow, n=grid.n_train, dtype=run_dtype, config=_config(grid))
         results.append(r)
         return {"delta_k": r.delta_k}
 
-    series = run_sweep(grid["bottleneck_sizes"], seeds, measure, progress, f"C13 bottleneck (m = {wide})")
+    series = run_sweep(grid.bottleneck_sizes, seeds, measure, progress, f"C13 bottleneck (m = {wide})")
     fit = series.fit("delta_k")
     judge(
         scaling_record(
@@ -94,7 +93,7 @@ def test_c13_kernel_change_falls_as_the_bottleneck_widens(tier, base_seed, dtype
             extra={
                 "network": f"3 hidden {DEPTH_ACTIVATION} layers (m, m_b, m), m = {wide}, linear output, all trained",
                 "wide_width": wide,
-                "levels_geometric_mean": {str(s): float(np.exp(np.mean(np.log(series.at("delta_k", s))))) for s in grid["bottleneck_sizes"]},
+                "levels_geometric_mean": {str(s): float(np.exp(np.mean(np.log(series.at("delta_k", s))))) for s in grid.bottleneck_sizes},
                 **_facts(results),
             },
         )
@@ -110,17 +109,17 @@ def test_c13_narrowest_bottleneck_keeps_kernel_moving_at_every_width(tier, base_
     """
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
-    narrow = min(grid["bottleneck_sizes"])
-    seeds = tuple(base_seed + i for i in range(grid["bottleneck_seeds"]))
+    narrow = min(grid.bottleneck_sizes)
+    seeds = tuple(base_seed + i for i in range(grid.bottleneck_seeds))
     results = []
 
     def measure(wide, seed):
-        r = train_point(_bottleneck_net(grid, wide, narrow), seed=seed, width=wide, n=grid["n_train"], dtype=run_dtype, config=_config(grid))
+        r = train_point(_bottleneck_net(grid, wide, narrow), seed=seed, width=wide, n=grid.n_train, dtype=run_dtype, config=_config(grid))
         results.append(r)
         return {"delta_k": r.delta_k}
 
-    series = run_sweep(grid["narrow_wide_widths"], seeds, measure, progress, f"C13 narrowest m_b = {narrow}")
-    levels = {w: float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid["narrow_wide_widths"]}
+    series = run_sweep(grid.narrow_wide_widths, seeds, measure, progress, f"C13 narrowest m_b = {narrow}")
+    levels = {w: float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid.narrow_wide_widths}
     worst_width = min(levels, key=levels.get)
     worst = levels[worst_width]
     # The trend in m is recorded when the grid has the widths for a slope (3 or more).

@@ -560,13 +560,13 @@ def build_architecture(architecture: str, width: int, grid: Mapping, activation:
     from harness.models import FullyConnected
 
     if architecture == "cnn":
-        return ConvNet(grid["cnn_input"], (width,) * grid["cnn_layers"], activation, readout="flatten")
+        return ConvNet(grid.cnn_input, (width,) * grid.cnn_layers, activation, readout="flatten")
     if architecture == "resnet":
-        return ResNet(grid["resnet_input"], width, grid["resnet_blocks"], activation, readout="flatten")
+        return ResNet(grid.resnet_input, width, grid.resnet_blocks, activation, readout="flatten")
     if architecture == "mixed":
-        return ConvDenseNet(grid["mixed_input"], (width,) * grid["mixed_conv_layers"], (width,), activation)
+        return ConvDenseNet(grid.mixed_input, (width,) * grid.mixed_conv_layers, (width,), activation)
     if architecture == "relu":
-        return FullyConnected(grid["input_dim"], (width,) * grid["dense_depth"], "relu")
+        return FullyConnected(grid.input_dim, (width,) * grid.dense_depth, "relu")
     if architecture == "softmax":
-        return SoftmaxHiddenNet(grid["input_dim"], (width,) * grid["dense_depth"])
+        return SoftmaxHiddenNet(grid.input_dim, (width,) * grid.dense_depth)
     raise ValueError(f"unknown architecture {architecture!r}; valid: {', '.join(ARCHITECTURE_NAMES)}")

@@ -393,7 +393,7 @@ def table_row(result: CheckResult) -> str:
 
 
 def write_json(result: CheckResult, path: Path) -> Path:
-    from harness.report import atomic_write_text, json_text
+    from harness.records import atomic_write_text, json_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

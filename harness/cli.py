@@ -132,7 +132,7 @@ def claims_path(args: argparse.Namespace) -> Path:
 
 
 def _load(path: Path) -> dict:
-    from harness.report import load_records
+    from harness.records import load_records
 
     try:
         return load_records(path)
@@ -141,15 +141,14 @@ def _load(path: Path) -> dict:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from harness.report import summary_markdown
+    from harness.summary import summary_markdown
 
     print(summary_markdown(_load(claims_path(args))), end="")
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    import harness.figures  # noqa: F401  (registers the training figures)
-    from harness.report import FIGURES
+    from harness.figures import FIGURES
 
     path = claims_path(args)
     records = _load(path)["records"]

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.provenance import git_output, project_root
-from harness.report import claim_sort_key, json_text, load_records, record_key
+from harness.records import claim_sort_key, json_text, load_records, record_key
 
 DEFAULT_THRESHOLD = 3.0
 

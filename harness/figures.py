@@ -1,9 +1,12 @@
-"""The paper's Figure 1 (left and right) and Figure 2, redrawn from the records of a run (Sec. 6).
+"""The figures of a run, redrawn from the records (CLAIMS.md: Hessian norm vs width, the paper's
+Fig. 1 left and right, Fig. 2), all listed in ``FIGURES``.
 
-Each function is registered with ``harness.report.register_figure``: it receives the merged records
-of the tier and the report directory, draws only from what the records hold (their ``points`` and
-``extra``), and returns the paths it wrote, or [] when its records are absent. Importing this module
-(the training claims do) is what registers them.
+Each figure receives the merged records of the tier (not only this run's, so a ``-k`` run redraws
+every figure consistently) and the report directory, draws only from what the records hold (their
+``points`` and ``extra``), and returns the paths it wrote, or [] when its records are absent.
+
+* ``hessian_scaling.png``: ||H|| at W0 vs width for the linear-output nets (C2, C4 at R = 0).
+* ``hessian_three_kinds.png``: ||H|| vs width for the three networks of Table 1 (C10).
 
 * ``fig1_left.png``: Delta K from init to convergence vs the width m, log-log, one series per output
   (C11): every (width, seed) point, the geometric mean per width, the fitted power law.
@@ -20,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.report import register_figure, save_figure
+from harness.records import atomic_write_bytes
 
 #: One colour per output head, the same in every figure.
 HEAD_COLORS = {"linear": "#1f77b4", "softmax": "#d62728", "swish": "#2ca02c", "tanh_linear": "#9467bd"}
@@ -34,6 +37,72 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _plot_scaling(
+    records: Sequence[Mapping[str, Any]], title: str, ylabel: str, path: Path, reference_slope: float | None = None
+) -> bool:
+    """Log-log plot of the points of each record with its fitted line; the slope in the legend."""
+    if not records:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(records):
+        color = colors[i % len(colors)]
+        w = np.array([p["width"] for p in r["points"]], dtype=float)
+        v = np.array([p["value"] for p in r["points"]], dtype=float)
+        ax.scatter(w, v, s=9, alpha=0.45, color=color)
+        grid = np.geomspace(w.min(), w.max(), 50)
+        label = f"{r['claim']} {r['variant']}: slope {r['slope']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        ax.plot(grid, np.exp(r["intercept"]) * grid ** r["slope"], color=color, lw=1.6, label=label)
+    if reference_slope is not None:
+        all_w = np.array([p["width"] for r in records for p in r["points"]], dtype=float)
+        all_v = np.array([p["value"] for r in records for p in r["points"]], dtype=float)
+        grid = np.geomspace(all_w.min(), all_w.max(), 50)
+        anchor = np.exp(np.mean(np.log(all_v))) * 1.6
+        ax.plot(grid, anchor * (grid / np.exp(np.mean(np.log(all_w)))) ** reference_slope, "k--", lw=1,
+                label=f"reference slope {reference_slope:+.1f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(records[0].get("size_name", "width") + " m")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
+def save_figure(fig, path: Path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def hessian_scaling_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+    """Hessian norm vs width at W0 for the linear-output networks (C2 and C4 at R = 0)."""
+    chosen = [
+        r
+        for r in records
+        if r["kind"] == "scaling" and r["quantity"] == "hessian_norm" and r["claim"] in ("C2", "C4")
+        and r.get("extra", {}).get("radius", 0.0) == 0.0
+    ]
+    path = Path(directory) / "hessian_scaling.png"
+    title = "Linear output: ||H|| at W0 vs width (paper Eq. 5, Thm 3.2: slope -1/2)"
+    return [path] if _plot_scaling(chosen, title, "spectral norm of the Hessian ||H||", path, reference_slope=-0.5) else []
+
+
+def section4_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+    """Hessian norm vs width for the three kinds of network of Table 1 (C10), one log-log plot."""
+    chosen = [r for r in records if r["claim"] == "C10" and r["kind"] == "scaling"]
+    path = Path(directory) / "hessian_three_kinds.png"
+    title = "Table 1: ||H|| vs width for linear output, phi(f) output and bottleneck"
+    return [path] if _plot_scaling(chosen, title, "max over inputs of ||H||", path) else []
 
 
 def _select(records: Sequence[Mapping[str, Any]], claim: str) -> list[Mapping[str, Any]]:
@@ -57,7 +126,6 @@ def _verdict_tag(record: Mapping[str, Any]) -> str:
     return {"confirmed": "", "exploratory": " (exploratory)"}.get(record["verdict"], f" ({record['verdict']})")
 
 
-@register_figure
 def fig1_left(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
     """Paper Fig. 1 left: Delta K vs m (log-log) for linear, softmax and swish outputs (C11)."""
     chosen = [r for r in _select(records, "C11") if r["kind"] == "scaling"]
@@ -98,7 +166,6 @@ def fig1_left(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Pat
     return [path]
 
 
-@register_figure
 def fig1_right(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
     """Paper Fig. 1 right: Delta K(t) vs gradient-descent step at one large width (C12).
 
@@ -146,7 +213,6 @@ def fig1_right(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Pa
     return [path]
 
 
-@register_figure
 def fig2_bottleneck(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
     """Paper Fig. 2: Delta K vs the bottleneck width m_b (C13)."""
     chosen = [r for r in records if r["claim"] == "C13" and r["kind"] == "scaling"]
@@ -178,3 +244,7 @@ def fig2_bottleneck(records: Sequence[Mapping[str, Any]], directory: Path) -> li
     save_figure(fig, path)
     plt.close(fig)
     return [path]
+
+
+#: Every figure of a run, in the order they are drawn: (records, directory) -> paths written.
+FIGURES = (hessian_scaling_figure, section4_figure, fig1_left, fig1_right, fig2_bottleneck)

@@ -625,50 +625,52 @@ def hessian_spectral_norm(
         raise ValueError("params is empty: there is no weight to differentiate")
     num_params = sum(int(np.prod(leaf.shape)) for leaf in leaves)
     if method == "dense":
-        if num_params > DENSE_MAX_PARAMS:
-            raise ValueError(
-                f"dense Hessian of {num_params} parameters refused (limit {DENSE_MAX_PARAMS}); "
-                "use method='lanczos'"
-            )
-        h = np.asarray(hessian_matrix(fn, params, *args), dtype=np.float64)
-        if not np.all(np.isfinite(h)):
-            raise FloatingPointError("the dense Hessian contains NaN or inf")
-        evals = np.linalg.eigvalsh(0.5 * (h + h.T))
-        lo, hi = float(evals[0]), float(evals[-1])
-        return HessianNorm(max(abs(lo), abs(hi)), hi, lo, 0, 0.0, True, "dense", error_bound=0.0)
-    fn = cacheable(fn)
-    if key is None:
-        key = jax.random.key(0)
+        return _dense_norm(fn, params, args, num_params)
     if not (tol > 0 and math.isfinite(tol)):
         raise ValueError(f"tol must be a positive finite number, got {tol!r}")
     max_iters = int(min(max_iters, num_params)) if method == "lanczos" else int(max_iters)
     if max_iters < 2:
         raise ValueError(f"max_iters must be >= 2 (and the model needs >= 2 parameters), got {max_iters}")
-    tol_arr = jnp.asarray(tol, F64)
-    if method == "power":
-        out = jax.device_get(_power_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters))
-        lam = float(out["lam"])
-        change = float(out["residual"])
-        result = HessianNorm(abs(lam), lam, lam, int(out["iterations"]), change, bool(out["converged"]), "power", error_bound=change)
-    else:
-        mode = _resolve_reorth(reorth, num_params, max_iters, leaves[0].dtype.itemsize, basis_budget)
-        if mode == "none":
-            pool_key, basis = None, jnp.zeros((), F64)
-        else:
-            pool_key, basis = _take_basis(params, max_iters)
-        if stop not in STOP_RULES:
-            raise ValueError(f"unknown stop rule {stop!r}; valid: {', '.join(STOP_RULES)}")
-        out = _lanczos_hessian(fn, params, args, rng.normal_like(key, params), tol_arr, max_iters, mode, basis, stop)
-        if pool_key is not None:
-            _basis_pool()[pool_key] = out.pop("basis")
-        else:
-            out.pop("basis")
-        out = jax.device_get(out)
-        hi, lo = float(out["lambda_max"]), float(out["lambda_min"])
-        result = HessianNorm(
-            max(abs(hi), abs(lo)), hi, lo, int(out["iterations"]), float(out["residual"]),
-            bool(out["converged"]), "lanczos", int(out["reorthogonalizations"]), float(out["error_bound"]),
-        )
+    if stop not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {stop!r}; valid: {', '.join(STOP_RULES)}")
+    mode = _resolve_reorth(reorth, num_params, max_iters, leaves[0].dtype.itemsize, basis_budget)
+    start = rng.normal_like(jax.random.key(0) if key is None else key, params)
+    estimate = _power_norm if method == "power" else functools.partial(_lanczos_norm, mode=mode, stop=stop)
+    result = estimate(cacheable(fn), params, args, start, jnp.asarray(tol, F64), max_iters)
     if not math.isfinite(result.spectral_norm):
         raise FloatingPointError(f"Hessian norm estimate is not finite ({result.spectral_norm}); the model output or its derivatives overflowed")
     return result
+
+
+def _dense_norm(fn, params, args, num_params: int) -> HessianNorm:
+    """The exact norm from the dense Hessian (small models only: DENSE_MAX_PARAMS)."""
+    if num_params > DENSE_MAX_PARAMS:
+        raise ValueError(f"dense Hessian of {num_params} parameters refused (limit {DENSE_MAX_PARAMS}); use method='lanczos'")
+    h = np.asarray(hessian_matrix(fn, params, *args), dtype=np.float64)
+    if not np.all(np.isfinite(h)):
+        raise FloatingPointError("the dense Hessian contains NaN or inf")
+    evals = np.linalg.eigvalsh(0.5 * (h + h.T))
+    lo, hi = float(evals[0]), float(evals[-1])
+    return HessianNorm(max(abs(lo), abs(hi)), hi, lo, 0, 0.0, True, "dense", error_bound=0.0)
+
+
+def _power_norm(fn, params, args, start, tol, max_iters: int) -> HessianNorm:
+    """Power iteration (the baseline): |lambda| of largest modulus; error bound = last relative change."""
+    out = jax.device_get(_power_hessian(fn, params, args, start, tol, max_iters))
+    lam, change = float(out["lam"]), float(out["residual"])
+    return HessianNorm(abs(lam), lam, lam, int(out["iterations"]), change, bool(out["converged"]), "power", error_bound=change)
+
+
+def _lanczos_norm(fn, params, args, start, tol, max_iters: int, *, mode: str, stop: str) -> HessianNorm:
+    """Lanczos (``lanczos_extremes``) with a recycled basis buffer when ``mode`` stores one."""
+    pool_key, basis = (None, jnp.zeros((), F64)) if mode == "none" else _take_basis(params, max_iters)
+    out = _lanczos_hessian(fn, params, args, start, tol, max_iters, mode, basis, stop)
+    basis = out.pop("basis")
+    if pool_key is not None:
+        _basis_pool()[pool_key] = basis
+    out = jax.device_get(out)
+    hi, lo = float(out["lambda_max"]), float(out["lambda_min"])
+    return HessianNorm(
+        max(abs(hi), abs(lo)), hi, lo, int(out["iterations"]), float(out["residual"]),
+        bool(out["converged"]), "lanczos", int(out["reorthogonalizations"]), float(out["error_bound"]),
+    )

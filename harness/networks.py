@@ -33,7 +33,7 @@ def section4_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = Tr
     """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep swish ones):
     the head's own count where the tier sizes it ("C8 shallow-swish"), else the kind's ("C8 deep"). A
     record that is measured but not judged needs no power: a quarter of the seeds (at least 2)."""
-    widths = tier.grid("sec4")["shallow_widths"] if kind == "shallow" else tier.deep_widths[2]
+    widths = tier.grid("sec4").shallow_widths if kind == "shallow" else tier.deep_widths[2]
     count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
     sized = f"C8 {kind}-{head}"
     if sized in SIZED_SWEEPS:
@@ -48,4 +48,4 @@ def bottleneck_network(width: int, bottleneck: int, input_dim: int) -> FullyConn
 
 def bottleneck_seeds(tier, base_seed: int) -> tuple[int, ...]:
     """The seeds of C9's Hessian sweeps (and Table 1's bottleneck row)."""
-    return tuple(base_seed + i for i in range(tier.grid("sec4")["bottleneck_seed_factor"] * tier.n_hessian_seeds))
+    return tuple(base_seed + i for i in range(tier.grid("sec4").bottleneck_seed_factor * tier.n_hessian_seeds))

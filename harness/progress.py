@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report import atomic_write_text, plain_json
+from harness.records import atomic_write_text, plain_json
 
 PROGRESS_FILE = "progress.jsonl"
 SCHEMA = 1

@@ -1,6 +1,6 @@
 """Provenance of a run: the source it ran, where it ran, and a fingerprint of what it measured.
 
-Every entry of ``runs`` in ``claims.json`` carries (see ``harness.report.run_metadata``):
+Every entry of ``runs`` in ``claims.json`` carries (see ``harness.records.run_metadata``):
 
 * ``commit``, ``dirty``, ``diff_sha256``: the project's git commit, whether the working tree
   differed from it (tracked changes or untracked files, ``reports/`` left out since runs write

@@ -93,30 +93,30 @@ def estimates(tier: Tier) -> list[Estimate]:
     ]
     if "sec4" in tier.groups:
         g = tier.grid("sec4")
-        out.append(_hessian_family("phi(f) Hessian", "C8 shallow", d, lambda w: (w,), g["shallow_widths"], 4 * 4 * tier.n_hessian_seeds, tier, itemsize, 3))
+        out.append(_hessian_family("phi(f) Hessian", "C8 shallow", d, lambda w: (w,), g.shallow_widths, 4 * 4 * tier.n_hessian_seeds, tier, itemsize, 3))
         out.append(_hessian_family("phi(f) Hessian", "C8 deep, C10", d, lambda w: (w, w), tier.deep_widths[2], 5 * 4 * tier.n_hessian_seeds, tier, itemsize, 3))
-        mb = max(g["bottleneck_sizes"])
-        out.append(_hessian_family("bottleneck Hessian", "C9, C10", d, lambda w: (w, mb, w), g["bottleneck_widths"], 3 * 4 * 2 * tier.n_hessian_seeds, tier, itemsize))
+        mb = max(g.bottleneck_sizes)
+        out.append(_hessian_family("bottleneck Hessian", "C9, C10", d, lambda w: (w, mb, w), g.bottleneck_widths, 3 * 4 * 2 * tier.n_hessian_seeds, tier, itemsize))
     if "training" in tier.groups:
         from harness.train import grid_dtype
 
         g = tier.grid("training")
         t_item = grid_dtype(g, tier.dtype).itemsize
-        n, c = g["n_train"], g["num_classes"]
-        steps, seeds = g["max_steps"], g["seeds"]
-        widths = g["fig1_widths"]
+        n, c = g.n_train, g.num_classes
+        steps, seeds = g.max_steps, g.seeds
+        widths = g.fig1_widths
         m = max(widths)
-        p = _mlp_params(g["input_dim"], (m,), c)
+        p = _mlp_params(g.input_dim, (m,), c)
         factors = n * c * (m + c) + n * (d + m)
         traffic = sum(_mlp_params(d, (w,), c) for w in widths) * 3 * seeds * steps * GD_STEP_TRAFFIC * t_item
         out.append(Estimate("training, one hidden layer", "C11, C12, C14-C16", f"fc {d}-{m}-{c}", p, (6 * p + 4 * factors) * t_item, traffic))
-        wide, mbs = g["bottleneck_wide"], g["bottleneck_sizes"]
-        p2 = _mlp_params(g["input_dim"], (wide, max(mbs), wide))
-        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g["bottleneck_seeds"] * steps * GD_STEP_TRAFFIC * t_item
+        wide, mbs = g.bottleneck_wide, g.bottleneck_sizes
+        p2 = _mlp_params(g.input_dim, (wide, max(mbs), wide))
+        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g.bottleneck_seeds * steps * GD_STEP_TRAFFIC * t_item
         out.append(Estimate("training, bottleneck", "C13", f"fc {d}-{wide}-{max(mbs)}-{wide}", p2, (6 * p2 + 4 * n * (2 * wide + max(mbs))) * t_item, traffic))
     if "theory" in tier.groups:
         g = tier.grid("theory")
-        out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g["bound_widths"], 28 * g["bound_seeds"], tier, itemsize))
+        out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g.bound_widths, 28 * g.bound_seeds, tier, itemsize))
     if "architectures" in tier.groups:
         out += [_architecture_family(name, tier, itemsize) for name in CONV_ARCHITECTURES]
     return out
@@ -133,14 +133,14 @@ def _architecture_family(name: str, tier: Tier, itemsize: int) -> Estimate:
     from harness.architectures import build_architecture
 
     g = tier.grid("architectures")
-    widths = g["widths"][name]
+    widths = g.widths[name]
     nets = [build_architecture(name, w, g) for w in widths]
     top = nets[-1]
-    input_shape = g[f"{name}_input"]
+    input_shape = g.input_shape(name)
     positions = math.prod(input_shape[1:])
     activations = 10 * top.depth * max(widths) * positions * itemsize
     sizes = [net.num_params for net in nets]
-    seeds = tier.sweep_seed_count(f"C6 {name}-hessian", g["hessian_seeds"])
+    seeds = tier.sweep_seed_count(f"C6 {name}-hessian", g.hessian_seeds)
     traffic = sum(sizes) * seeds * HVPS_PER_NORM * LANCZOS_STEP_TRAFFIC * itemsize
     peak = _lanczos_bytes(top.num_params, itemsize, tier.lanczos_max_iters) + activations
     return Estimate("convolutional Hessian", "C6", f"{name}, {max(widths)} channels, input {input_shape}", top.num_params, peak, traffic)

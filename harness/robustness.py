@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.report import EXPLORATORY, atomic_write_text, cell, record_key
+from harness.fit import EXPLORATORY
+from harness.records import atomic_write_text, record_key
+from harness.summary import cell
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ def recorded_test_seconds(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, fl
 
 def recorded_test_seconds_in(report_path: Path) -> dict[str, float]:
     """``recorded_test_seconds`` of a ``claims.json``; {} when it does not exist or is unreadable."""
-    from harness.report import load_records
+    from harness.records import load_records
 
     try:
         return recorded_test_seconds(load_records(report_path).get("runs", {}))

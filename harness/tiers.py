@@ -33,6 +33,144 @@ class UnknownTierError(ValueError):
     """A tier name that is not one of ``TIER_NAMES``."""
 
 
+# ------------------------------------------------------------------------------------------------
+# The grids of the claim groups, one typed record per group: a misspelt field is an error where the
+# tier is defined (at import), and a claim reads ``grid.field``. Each field is documented once here;
+# the power argument for a tier's values stands next to them in TIERS.
+@dataclasses.dataclass(frozen=True)
+class Sec4Grid:
+    """Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
+
+    Attributes:
+      identity_widths: widths at which C7's exact identities (Eq. 12, 13) are checked.
+      shallow_widths: widths of the shallow phi(f) nets of C8.
+      deep_judged_heads: heads of the deep phi(f) nets (C8) judged at this tier; the others are
+        recorded as exploratory (pre-asymptotic).
+      bottleneck_widths: wide widths m of the bottleneck nets [m, m_b, m] (C9, C10).
+      bottleneck_sizes: the bottleneck widths m_b.
+      bottleneck_seed_factor: seeds per bottleneck point, as a multiple of the Hessian seeds.
+    """
+
+    identity_widths: tuple[int, ...]
+    shallow_widths: tuple[int, ...]
+    deep_judged_heads: tuple[str, ...]
+    bottleneck_widths: tuple[int, ...]
+    bottleneck_sizes: tuple[int, ...]
+    bottleneck_seed_factor: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingGrid:
+    """Sec. 6 training (C11-C16, ``harness.train``): full-batch GD on n points of the sphere in R^d.
+
+    Attributes:
+      input_dim, n_train, num_classes: the data (d, n) and the softmax head's classes.
+      seeds, linear_seeds, softmax_seeds: seeds of the Fig. 1 sweeps (``harness.train.fig1_seeds``):
+        non-linear heads and C15, the linear head, the softmax head.
+      rel_tol, max_steps, chunk: the stopping rule (L(w_T) <= rel_tol L(w_0)), the step cap and the
+        steps per compiled chunk of the Fig. 1 runs.
+      fig1_widths: widths of the one-hidden-layer nets of Fig. 1 (C11; C14 and C16 reuse their runs).
+      exploratory_widths, exploratory_seeds: X1-X3's training sweeps.
+      curve_width: the width of Fig. 1 right's Delta K(t) curves (C12, one of fig1_widths).
+      bottleneck_wide, bottleneck_sizes, bottleneck_seeds: Fig. 2 (C13): three hidden layers
+        (wide, m_b, wide).
+      narrow_wide_widths: wide widths at which C13's narrowest bottleneck is trained.
+      convergence_widths, convergence_max_steps: Theorem 5.1 (C15).
+      linear_model_widths: widths of C16's linear model and its network partner (Fig. 1 runs).
+      dtype: the dtype of the training runs if not the tier's (None: the tier's).
+    """
+
+    input_dim: int
+    n_train: int
+    num_classes: int
+    seeds: int
+    linear_seeds: int
+    softmax_seeds: int
+    rel_tol: float
+    max_steps: int
+    chunk: int
+    fig1_widths: tuple[int, ...]
+    exploratory_widths: tuple[int, ...]
+    exploratory_seeds: int
+    curve_width: int
+    bottleneck_wide: int
+    bottleneck_sizes: tuple[int, ...]
+    bottleneck_seeds: int
+    narrow_wide_widths: tuple[int, ...]
+    convergence_widths: tuple[int, ...]
+    convergence_max_steps: int
+    linear_model_widths: tuple[int, ...]
+    dtype: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TheoryGrid:
+    """C17-C19: Prop. 2.2 on segments from W0, the standard parameterization, the infinite-width NTK.
+
+    Attributes:
+      bound_widths, bound_seeds: C17's widths and seeds (28 Lanczos runs per width and seed).
+      lanczos_max_iters: the Lanczos cap of C17 and C18.
+      param_seeds: C18's seeds (standard vs NTK parameterization on C4's depth-2 widths).
+      limit_widths, limit_seeds, limit_points: C19's widths, seeds and inputs (kernels only).
+      pd_points: points on the sphere at which C19's limiting kernel is checked positive definite.
+    """
+
+    bound_widths: tuple[int, ...]
+    bound_seeds: int
+    lanczos_max_iters: int
+    param_seeds: int
+    limit_widths: tuple[int, ...]
+    limit_seeds: int
+    limit_points: int
+    pd_points: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchitecturesGrid:
+    """C6 and the exploratory X1-X3 (``harness.architectures``).
+
+    Attributes:
+      cnn_input, resnet_input, mixed_input: input shapes (channels, *spatial) of the three nets.
+      cnn_layers, resnet_blocks, mixed_conv_layers: their depths.
+      input_dim, dense_depth: the dense exploratory nets (X1, X2): input dimension and depth.
+      widths: width (channel) grids by architecture ("cnn", "resnet", "mixed", "relu", "softmax").
+      hessian_seeds, kernel_seeds, kernel_inputs: C6's Hessian seeds, kernel seeds and inputs per
+        network (counts sized by power in ``Tier.sweep_seeds``).
+      exploratory_seeds: seeds of X1 and X2.
+    """
+
+    cnn_input: tuple[int, ...]
+    cnn_layers: int
+    resnet_input: tuple[int, ...]
+    resnet_blocks: int
+    mixed_input: tuple[int, ...]
+    mixed_conv_layers: int
+    input_dim: int
+    dense_depth: int
+    widths: dict[str, tuple[int, ...]]
+    hessian_seeds: int
+    kernel_seeds: int
+    kernel_inputs: int
+    exploratory_seeds: int
+
+    def input_shape(self, architecture: str) -> tuple[int, ...]:
+        """The input shape of a convolutional architecture ("cnn", "resnet" or "mixed")."""
+        shapes = {"cnn": self.cnn_input, "resnet": self.resnet_input, "mixed": self.mixed_input}
+        if architecture not in shapes:
+            raise KeyError(f"no input shape for architecture {architecture!r}; valid: {', '.join(shapes)}")
+        return tuple(shapes[architecture])
+
+
+#: The grid type of each claim group.
+GRID_TYPES: dict[str, type] = {
+    "sec4": Sec4Grid,
+    "training": TrainingGrid,
+    "theory": TheoryGrid,
+    "architectures": ArchitecturesGrid,
+}
+Grid = Sec4Grid | TrainingGrid | TheoryGrid | ArchitecturesGrid
+
+
 @dataclasses.dataclass(frozen=True)
 class Tier:
     """Everything a claim needs to know about the scale it runs at.
@@ -68,8 +206,19 @@ class Tier:
     radii: tuple[float, ...]
     lanczos_tol: float
     lanczos_max_iters: int
-    groups: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    groups: dict[str, Grid] = dataclasses.field(default_factory=dict)
     sweep_seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for group, grid in self.groups.items():
+            expected = GRID_TYPES.get(group)
+            if expected is None:
+                raise KeyError(f"tier {self.name!r}: unknown claim group {group!r}; valid: {', '.join(GRID_TYPES)}")
+            if not isinstance(grid, expected):
+                raise TypeError(f"tier {self.name!r}: the {group!r} grid must be a {expected.__name__}, got {type(grid).__name__}")
+        for sweep in self.sweep_seeds:
+            if sweep not in SIZED_SWEEPS:
+                raise KeyError(f"tier {self.name!r}: unknown sized sweep {sweep!r}")
 
     def sweep_seed_count(self, sweep: str, default: int) -> int:
         """Seeds of a sweep sized by its own power (``sweep_seeds``), else ``default``.
@@ -81,7 +230,7 @@ class Tier:
             raise KeyError(f"unknown sweep {sweep!r}; sized sweeps: {', '.join(sorted(SIZED_SWEEPS))}")
         return self.sweep_seeds.get(sweep, default)
 
-    def grid(self, group: str) -> dict[str, Any]:
+    def grid(self, group: str) -> Grid:
         """The grid of a claim group ("sec4", "training", "theory", "architectures")."""
         if group not in self.groups:
             raise KeyError(f"tier {self.name!r} has no grid for {group!r}; it has {sorted(self.groups)}")
@@ -115,75 +264,75 @@ TIERS: dict[str, Tier] = {
         lanczos_max_iters=60,
         groups={
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
-            "sec4": {
-                "identity_widths": (3, 6),
-                "shallow_widths": (64, 256, 1024),
-                "deep_judged_heads": ("swish", "softmax"),
-                "bottleneck_widths": (16, 64, 256),
-                "bottleneck_sizes": (1, 3),
-                "bottleneck_seed_factor": 1,
-            },
+            "sec4": Sec4Grid(
+                identity_widths=(3, 6),
+                shallow_widths=(64, 256, 1024),
+                deep_judged_heads=("swish", "softmax"),
+                bottleneck_widths=(16, 64, 256),
+                bottleneck_sizes=(1, 3),
+                bottleneck_seed_factor=1,
+            ),
             # -- training grid (C11-C16) --
             # Sec. 6 training (C11-C16, harness/train.py): full-batch GD on n points of the sphere in
             # R^d. fig1_widths: one-hidden-layer nets of Fig. 1 (C11; C14 and C16 reuse their runs,
             # C12 its curves at curve_width); bottleneck_*: Fig. 2 (C13), 3 hidden layers
             # (wide, m_b, wide); convergence_*: Theorem 5.1 (C15). max_steps caps the Fig. 1 runs
             # (swish and softmax heads stop there; their Delta K(t) has saturated well before).
-            "training": {
-                "input_dim": 4,
-                "n_train": 8,
-                "num_classes": 3,
-                "seeds": 2,
-                "linear_seeds": 2,
-                "softmax_seeds": 2,
-                "rel_tol": 1e-6,
-                "max_steps": 300,
-                "chunk": 20,
-                "fig1_widths": (16, 64, 256),
+            "training": TrainingGrid(
+                input_dim=4,
+                n_train=8,
+                num_classes=3,
+                seeds=2,
+                linear_seeds=2,
+                softmax_seeds=2,
+                rel_tol=1e-6,
+                max_steps=300,
+                chunk=20,
+                fig1_widths=(16, 64, 256),
                 # The exploratory training records need three widths for a slope.
-                "exploratory_widths": (16, 64, 256),
-                "exploratory_seeds": 3,
-                "curve_width": 256,
-                "bottleneck_wide": 64,
-                "bottleneck_sizes": (2, 4, 8),
-                "bottleneck_seeds": 2,
-                "narrow_wide_widths": (128,),
-                "convergence_widths": (16, 64, 256),
-                "convergence_max_steps": 1000,
-                "linear_model_widths": (64,),
-            },
+                exploratory_widths=(16, 64, 256),
+                exploratory_seeds=3,
+                curve_width=256,
+                bottleneck_wide=64,
+                bottleneck_sizes=(2, 4, 8),
+                bottleneck_seeds=2,
+                narrow_wide_widths=(128,),
+                convergence_widths=(16, 64, 256),
+                convergence_max_steps=1000,
+                linear_model_widths=(64,),
+            ),
             # -- theory grid (C17-C19) --
             # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
             # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
             # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
             # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
-            "theory": {
-                "bound_widths": (8, 16, 32),
-                "bound_seeds": 2,
-                "lanczos_max_iters": 60,
-                "param_seeds": 2,
-                "limit_widths": (32, 64, 128),
-                "limit_seeds": 8,
-                "limit_points": 6,
-                "pd_points": 12,
-            },
+            "theory": TheoryGrid(
+                bound_widths=(8, 16, 32),
+                bound_seeds=2,
+                lanczos_max_iters=60,
+                param_seeds=2,
+                limit_widths=(32, 64, 128),
+                limit_seeds=8,
+                limit_points=6,
+                pd_points=12,
+            ),
             # -- architectures grid (C6, exploratory) --
             # C6 and X1-X3 (claims/test_appH_architectures.py): tiny images and signals, for wiring.
-            "architectures": {
-                "cnn_input": (2, 4, 4),
-                "cnn_layers": 2,
-                "resnet_input": (2, 4, 4),
-                "resnet_blocks": 1,
-                "mixed_input": (2, 8),
-                "mixed_conv_layers": 1,
-                "input_dim": 4,
-                "dense_depth": 2,
-                "widths": {"cnn": (4, 8, 16), "resnet": (4, 8, 16), "mixed": (4, 8, 16), "relu": (8, 16, 32), "softmax": (8, 16, 32)},
-                "hessian_seeds": 2,
-                "kernel_seeds": 2,
-                "kernel_inputs": 4,
-                "exploratory_seeds": 2,
-            },
+            "architectures": ArchitecturesGrid(
+                cnn_input=(2, 4, 4),
+                cnn_layers=2,
+                resnet_input=(2, 4, 4),
+                resnet_blocks=1,
+                mixed_input=(2, 8),
+                mixed_conv_layers=1,
+                input_dim=4,
+                dense_depth=2,
+                widths={"cnn": (4, 8, 16), "resnet": (4, 8, 16), "mixed": (4, 8, 16), "relu": (8, 16, 32), "softmax": (8, 16, 32)},
+                hessian_seeds=2,
+                kernel_seeds=2,
+                kernel_inputs=4,
+                exploratory_seeds=2,
+            ),
         },
     ),
     "default": Tier(
@@ -286,62 +435,62 @@ TIERS: dict[str, Tier] = {
         },
         groups={
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
-            "sec4": {
-                "identity_widths": (4, 16),
+            "sec4": Sec4Grid(
+                identity_widths=(4, 16),
                 # phi(f) heads need widths where the decaying part phi'(f) H of Eq. 13 (~0.77/sqrt m
                 # for the shallow net) is small next to the rank-one term (0.03-0.3): from 1e3 on.
                 # Three widths over two decades: with the max over 4 inputs the slope's 90% CI was
                 # within +-0.05 on five widths, a quarter of the Omega(1) band; two fewer compiles.
-                "shallow_widths": (1000, 10000, 100000),
+                shallow_widths=(1000, 10000, 100000),
                 # Deep phi(f) nets reuse the depth-2 grid of C4 (32-512); there the tanh and
                 # sigmoid heads (phi''(0) = 0) are still pre-asymptotic: recorded, not judged.
-                "deep_judged_heads": ("swish", "softmax"),
+                deep_judged_heads=("swish", "softmax"),
                 # A bottleneck net [m, m_b, m] has ~(d + 2 m_b + 1) m weights: cheap up to 16384.
-                "bottleneck_widths": (64, 256, 1024, 4096, 16384),
-                "bottleneck_sizes": (1, 3),
+                bottleneck_widths=(64, 256, 1024, 4096, 16384),
+                bottleneck_sizes=(1, 3),
                 # Seeds per point, as a multiple of the Hessian seeds. A scalar bottleneck makes
                 # every quantity as noisy as one Gaussian variable, but with twice the seeds the
                 # smallest edge was 6.1 (C9 mb1 bottleneck gradient, C10 bottleneck 6.7): one
                 # factor leaves 4.1 and 4.2.
-                "bottleneck_seed_factor": 1,
-            },
+                bottleneck_seed_factor=1,
+            ),
             # -- training grid (C11-C16) --
             # Default trims the paper's grids to the 2-core CPU budget (~300 s for C11-C16): Fig. 1
             # widths 32..8192 (the paper: 30..1e6), 6 seeds (the swish Delta K varies ~30% between
             # seeds; 30 points put the Omega(1) slope's 90% CI within +-0.06); Fig. 2 with wide
             # layers of 1024 (paper 1e4) and m_b up to 100 (the paper's 500 and 1000 are not narrow
             # next to 1024), 4 seeds.
-            "training": {
-                "input_dim": 8,
-                "n_train": 16,
-                "num_classes": 3,
+            "training": TrainingGrid(
+                input_dim=8,
+                n_train=16,
+                num_classes=3,
                 # Seeds by power (see sweep_seeds above). Non-linear heads and C15: with 6 seeds the
                 # smallest edges were 2.4 (C15 kernel change's limit), 2.6 (C14 swish inf-norm) and 3.1
                 # (C11 swish): 10 seeds give 3.6 or more.
-                "seeds": 10,
+                seeds=10,
                 # Linear head (C11 Delta K, C14 weight norms): ||w* - w0||_inf / log factor gave
                 # -0.475 +- 0.025 on 6 seeds against the bound -0.4 (x2.6); at 20 seeds edge 4.9, so 16.
-                "linear_seeds": 16,
+                linear_seeds=16,
                 # Softmax head (C11, C12): with one-hot targets its kernel collapses (Delta K 0.996 to
                 # 0.9999 at every width and seed, smallest edge 1267 with 10 seeds): 4 seeds.
-                "softmax_seeds": 4,
-                "rel_tol": 1e-6,
-                "max_steps": 1000,
-                "chunk": 20,
-                "fig1_widths": (32, 128, 512, 2048, 8192),
+                softmax_seeds=4,
+                rel_tol=1e-6,
+                max_steps=1000,
+                chunk=20,
+                fig1_widths=(32, 128, 512, 2048, 8192),
                 # X1-X3 (exploratory training): Fig. 1's widths without the most expensive one.
-                "exploratory_widths": (32, 128, 512, 2048),
+                exploratory_widths=(32, 128, 512, 2048),
                 # Exploratory records are measured, never judged: the fewest seeds with a spread.
-                "exploratory_seeds": 2,
-                "curve_width": 8192,
-                "bottleneck_wide": 1024,
-                "bottleneck_sizes": (3, 5, 10, 50, 100),
-                "bottleneck_seeds": 4,
-                "narrow_wide_widths": (256, 1024, 4096),
-                "convergence_widths": (32, 128, 512, 2048, 8192),
-                "convergence_max_steps": 4000,
-                "linear_model_widths": (512, 2048),
-            },
+                exploratory_seeds=2,
+                curve_width=8192,
+                bottleneck_wide=1024,
+                bottleneck_sizes=(3, 5, 10, 50, 100),
+                bottleneck_seeds=4,
+                narrow_wide_widths=(256, 1024, 4096),
+                convergence_widths=(32, 128, 512, 2048, 8192),
+                convergence_max_steps=4000,
+                linear_model_widths=(512, 2048),
+            ),
             # -- theory grid (C17-C19) --
             # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
             # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
@@ -349,16 +498,16 @@ TIERS: dict[str, Tier] = {
             # <= 47 steps at these widths): with the same cap, the NTK-parameterized nets of C17 and
             # C18 are the same compiled programs as C4's tanh depth-2 nets (compiled once per width
             # for the three claims; a program is a function of the cap, among others).
-            "theory": {
-                "bound_widths": (32, 64, 128, 256),
-                "bound_seeds": 8,
-                "lanczos_max_iters": 100,
-                "param_seeds": 8,
-                "limit_widths": (64, 128, 256, 512, 1024),
-                "limit_seeds": 32,
-                "limit_points": 8,
-                "pd_points": 16,
-            },
+            "theory": TheoryGrid(
+                bound_widths=(32, 64, 128, 256),
+                bound_seeds=8,
+                lanczos_max_iters=100,
+                param_seeds=8,
+                limit_widths=(64, 128, 256, 512, 1024),
+                limit_seeds=32,
+                limit_points=8,
+                pd_points=16,
+            ),
             # -- architectures grid (C6, exploratory) --
             # C6 and X1-X3 (claims/test_appH_architectures.py): 146 s wall, 149 s CPU measured on the
             # shared 2-core CPU (load 3-4). Compiling the Lanczos loop and the kernel (~3-5 s per new
@@ -381,27 +530,27 @@ TIERS: dict[str, Tier] = {
             # costs its weights' draw plus one gradient per input: 93 ms at 16 inputs, 31 ms at 4, for
             # the cnn at m = 256), so 4 inputs with 1.25x, 1.375x and 1.5x the seeds keep each
             # kernel slope's standard error for about half the time ("C6 *-kernel" below).
-            "architectures": {
-                "cnn_input": (2, 16),
-                "cnn_layers": 3,
-                "resnet_input": (2, 16),
-                "resnet_blocks": 2,
-                "mixed_input": (2, 16),
-                "mixed_conv_layers": 2,
-                "input_dim": 8,
-                "dense_depth": 2,
-                "widths": {
+            "architectures": ArchitecturesGrid(
+                cnn_input=(2, 16),
+                cnn_layers=3,
+                resnet_input=(2, 16),
+                resnet_blocks=2,
+                mixed_input=(2, 16),
+                mixed_conv_layers=2,
+                input_dim=8,
+                dense_depth=2,
+                widths={
                     "cnn": (32, 64, 128, 256),
                     "resnet": (32, 64, 128, 256),
                     "mixed": (32, 64, 128, 256),
                     "relu": (64, 128, 256),
                     "softmax": (64, 128, 256),
                 },
-                "hessian_seeds": 16,
-                "kernel_seeds": 48,
-                "kernel_inputs": 4,
-                "exploratory_seeds": 2,  # measured, never judged
-            },
+                hessian_seeds=16,
+                kernel_seeds=48,
+                kernel_inputs=4,
+                exploratory_seeds=2,  # measured, never judged
+            ),
         },
     ),
     "paper": Tier(
@@ -419,80 +568,80 @@ TIERS: dict[str, Tier] = {
         lanczos_max_iters=100,
         groups={
             # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
-            "sec4": {
-                "identity_widths": (4, 16),
-                "shallow_widths": (1000, 10000, 100000, 1000000),
-                "deep_judged_heads": ("swish", "tanh", "sigmoid", "softmax"),
-                "bottleneck_widths": (64, 256, 1024, 4096, 16384, 65536),
-                "bottleneck_sizes": (1, 3),
-                "bottleneck_seed_factor": 2,
-            },
+            "sec4": Sec4Grid(
+                identity_widths=(4, 16),
+                shallow_widths=(1000, 10000, 100000, 1000000),
+                deep_judged_heads=("swish", "tanh", "sigmoid", "softmax"),
+                bottleneck_widths=(64, 256, 1024, 4096, 16384, 65536),
+                bottleneck_sizes=(1, 3),
+                bottleneck_seed_factor=2,
+            ),
             # -- training grid (C11-C16) --
             # The paper's widths (Fig. 1: 30..1e6 at curve width 1e4; Fig. 2: m = 1e4). Training runs
             # in float64 even here: the linear output's Delta K falls like 1/m, to ~1e-6 at m = 1e6,
             # below the round-off that float32 weight updates leave in the kernel.
-            "training": {
-                "dtype": "float64",
-                "input_dim": 8,
-                "n_train": 16,
-                "num_classes": 3,
-                "seeds": 8,
-                "linear_seeds": 16,
-                "softmax_seeds": 8,
-                "rel_tol": 1e-6,
-                "max_steps": 2000,
-                "chunk": 20,
-                "fig1_widths": (30, 100, 1000, 10000, 100000, 1000000),
-                "exploratory_widths": (30, 100, 1000, 10000, 100000),
-                "exploratory_seeds": 3,
-                "curve_width": 10000,
-                "bottleneck_wide": 10000,
-                "bottleneck_sizes": (3, 5, 10, 50, 100, 500, 1000),
-                "bottleneck_seeds": 8,
-                "narrow_wide_widths": (1000, 10000, 100000),
-                "convergence_widths": (30, 100, 1000, 10000, 100000, 1000000),
-                "convergence_max_steps": 8000,
-                "linear_model_widths": (1000, 10000),
-            },
+            "training": TrainingGrid(
+                dtype="float64",
+                input_dim=8,
+                n_train=16,
+                num_classes=3,
+                seeds=8,
+                linear_seeds=16,
+                softmax_seeds=8,
+                rel_tol=1e-6,
+                max_steps=2000,
+                chunk=20,
+                fig1_widths=(30, 100, 1000, 10000, 100000, 1000000),
+                exploratory_widths=(30, 100, 1000, 10000, 100000),
+                exploratory_seeds=3,
+                curve_width=10000,
+                bottleneck_wide=10000,
+                bottleneck_sizes=(3, 5, 10, 50, 100, 500, 1000),
+                bottleneck_seeds=8,
+                narrow_wide_widths=(1000, 10000, 100000),
+                convergence_widths=(30, 100, 1000, 10000, 100000, 1000000),
+                convergence_max_steps=8000,
+                linear_model_widths=(1000, 10000),
+            ),
             # -- theory grid (C17-C19) --
             # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
             # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
             # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
             # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
-            "theory": {
-                "bound_widths": (128, 512, 2048, 8192),
-                "bound_seeds": 8,
-                "lanczos_max_iters": 60,
-                "param_seeds": 8,
-                "limit_widths": (256, 512, 1024, 2048, 4096),
-                "limit_seeds": 32,
-                "limit_points": 8,
-                "pd_points": 16,
-            },
+            "theory": TheoryGrid(
+                bound_widths=(128, 512, 2048, 8192),
+                bound_seeds=8,
+                lanczos_max_iters=60,
+                param_seeds=8,
+                limit_widths=(256, 512, 1024, 2048, 4096),
+                limit_seeds=32,
+                limit_points=8,
+                pd_points=16,
+            ),
             # -- architectures grid (C6, exploratory) --
             # C6 and X1-X3 on a GPU in float32: 16x16 images for the CNN and the ResNet (4 blocks),
             # channels to 512 (the mixed net, on signals of length 32, to 1024).
-            "architectures": {
-                "cnn_input": (3, 16, 16),
-                "cnn_layers": 3,
-                "resnet_input": (3, 16, 16),
-                "resnet_blocks": 4,
-                "mixed_input": (2, 32),
-                "mixed_conv_layers": 2,
-                "input_dim": 8,
-                "dense_depth": 2,
-                "widths": {
+            "architectures": ArchitecturesGrid(
+                cnn_input=(3, 16, 16),
+                cnn_layers=3,
+                resnet_input=(3, 16, 16),
+                resnet_blocks=4,
+                mixed_input=(2, 32),
+                mixed_conv_layers=2,
+                input_dim=8,
+                dense_depth=2,
+                widths={
                     "cnn": (32, 64, 128, 256, 512),
                     "resnet": (32, 64, 128, 256, 512),
                     "mixed": (64, 128, 256, 512, 1024),
                     "relu": (64, 256, 1024, 4096),
                     "softmax": (64, 256, 1024, 4096),
                 },
-                "hessian_seeds": 16,
-                "kernel_seeds": 64,
-                "kernel_inputs": 32,
-                "exploratory_seeds": 8,
-            },
+                hessian_seeds=16,
+                kernel_seeds=64,
+                kernel_inputs=32,
+                exploratory_seeds=8,
+            ),
         },
     ),
 }
@@ -518,6 +667,21 @@ def _smallest(widths) -> Any:
     return tuple(sorted(widths)[:DRY_RUN_WIDTHS])
 
 
+def _cut_grid(grid: Grid) -> Grid:
+    """A grid with every width grid cut (``_smallest``), every seed count set to DRY_RUN_SEEDS (or
+    its floor) and a seed-scaling factor to 1; sizes and caps are kept."""
+    changes = {}
+    for field in dataclasses.fields(grid):
+        key, value = field.name, getattr(grid, field.name)
+        if key.endswith("widths"):
+            changes[key] = _smallest(value)
+        elif key in _SEED_KEYS:
+            changes[key] = min(int(value), max(DRY_RUN_SEEDS, _DRY_RUN_SEED_FLOORS.get(key, 0)))
+        elif key.endswith("seed_factor"):
+            changes[key] = 1
+    return dataclasses.replace(grid, **changes)
+
+
 def dry_run_of(tier: Tier, name: str = "paper-dry") -> Tier:
     """``tier``'s code paths at the cost of a CPU test: its dtypes, estimator settings (Lanczos
     tolerance and cap, training rule and caps), inputs and architectures, with every width grid cut to
@@ -526,27 +690,19 @@ def dry_run_of(tier: Tier, name: str = "paper-dry") -> Tier:
     and the widths a grid names alone (Fig. 1's curve, Fig. 2's wide layers) capped at the largest
     width left in Fig. 1's grid, the bottleneck sizes to those below it. What it runs is what the
     nightly job runs, on fewer points: its slopes are recorded, never judged (``Tier.judged``)."""
-    groups = {}
-    for group, grid in tier.groups.items():
-        new = {}
-        for key, value in grid.items():
-            if key.endswith("widths"):
-                value = _smallest(value)
-            elif key in _SEED_KEYS:
-                value = min(int(value), max(DRY_RUN_SEEDS, _DRY_RUN_SEED_FLOORS.get(key, 0)))
-            elif key.endswith("seed_factor"):
-                value = 1
-            new[key] = value
-        groups[group] = new
+    groups = {group: _cut_grid(grid) for group, grid in tier.groups.items()}
     training = groups.get("training")
     if training is not None:
-        cap = max(training["fig1_widths"])
-        for key in ("curve_width", "bottleneck_wide"):
-            training[key] = min(training[key], cap)
-        training["bottleneck_sizes"] = _smallest(tuple(b for b in training["bottleneck_sizes"] if b < cap))
+        cap = max(training.fig1_widths)
         # C16's network partner is one of Fig. 1's runs.
-        kept = tuple(w for w in training["linear_model_widths"] if w in training["fig1_widths"])
-        training["linear_model_widths"] = kept or (cap,)
+        kept = tuple(w for w in training.linear_model_widths if w in training.fig1_widths)
+        groups["training"] = dataclasses.replace(
+            training,
+            curve_width=min(training.curve_width, cap),
+            bottleneck_wide=min(training.bottleneck_wide, cap),
+            bottleneck_sizes=_smallest(tuple(b for b in training.bottleneck_sizes if b < cap)),
+            linear_model_widths=kept or (cap,),
+        )
     return dataclasses.replace(
         tier,
         name=name,

@@ -416,6 +416,160 @@ def _scalar_head(model) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
+# The step rule, the descent and the trackers: the three parts of a run
+@dataclasses.dataclass(frozen=True)
+class StepRule:
+    """The learning rate of a run and where it came from.
+
+    Attributes:
+      eta: the step size.
+      lambda_max0: lambda_max(K_f(w_0)) (NaN for an explicit rate, which needs no kernel).
+      gain: g = sup |phi'| of the head.
+      text: the rule in words, as recorded in ``TrainResult.lr_rule``.
+    """
+
+    eta: float
+    lambda_max0: float
+    gain: float
+    text: str
+
+
+def step_rule(model, params, fixed, xs, config: TrainConfig) -> StepRule:
+    """The run's learning rate: ``config.learning_rate`` if given, else ``learning_rate_rule``."""
+    if config.learning_rate is not None:
+        gain = head_gain(getattr(model, "head", "linear"))
+        return StepRule(float(config.learning_rate), float("nan"), gain, "explicit learning rate")
+    eta, lam0, gain = learning_rate_rule(model, params, fixed, xs, config.lr_factor, config.kernel_method)
+    return StepRule(eta, lam0, gain, f"eta = {config.lr_factor:g} / (g^2 lambda_max(K_f(w0))), g = sup|phi'| = {gain:.4g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """What one compiled chunk of gradient descent left behind.
+
+    Attributes:
+      t: the number of updates made so far (w_t are the weights after the chunk).
+      params: w_t.
+      losses: L(w_s) before each step the chunk made, and L(w_t) itself once the run stops.
+      weight_change_2, weight_change_inf: ||w_t - w_0||_2 and ||w_t - w_0||_inf.
+      logits, outputs: the inner and the model outputs at w_t (``_evaluate``).
+      stopped: None while the run goes on, else STOP_TOLERANCE or STOP_CAP.
+    """
+
+    t: int
+    params: Any
+    losses: np.ndarray
+    weight_change_2: float
+    weight_change_inf: float
+    logits: Any
+    outputs: Any
+    stopped: str | None
+
+
+def descend(model, params0, fixed, data: Dataset, eta: float, config: TrainConfig, loss0: float, where: str, rule: str):
+    """Gradient descent from w_0 in compiled chunks (``_gd_chunk``): yields a ``Chunk`` after each.
+
+    The run stops at the first t with L(w_t) <= rel_tol L(w_0) (the chunk leaves the weights
+    unchanged from that loss on, so w_t is exact) or after ``max_steps`` updates; the last chunk
+    yielded says which. A non-finite loss, or one above DIVERGENCE_FACTOR L(w_0), raises
+    ``TrainingDivergedError`` naming ``where`` and the first bad step.
+    """
+    xs, ys = data.xs, data.ys
+    tol_abs = config.rel_tol * loss0
+    limit = DIVERGENCE_FACTOR * loss0
+    param_dtype = jax.tree_util.tree_leaves(params0)[0].dtype
+    eta_arr = jnp.asarray(eta, dtype=param_dtype)
+    tol_arr = jnp.asarray(tol_abs, dtype=param_dtype)
+    params, t, index = params0, 0, 0
+    while True:
+        active = min(_chunk_size(index, config.chunk), config.max_steps - t)
+        index += 1
+        params, losses, two, inf = _gd_chunk(model, params, params0, fixed, xs, ys, eta_arr, tol_arr, active, config.chunk)
+        losses = np.asarray(losses, dtype=np.float64)[:active]
+        bad = ~np.isfinite(losses) | (losses > limit)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise TrainingDivergedError(
+                f"training diverged at {where}, step {t + i}: loss {losses[i]:.4g} (L(w0) = {loss0:.4g}, eta = {eta:.4g}; {rule})"
+            )
+        logits, outputs = _evaluate(model, params, fixed, xs)
+        hit = np.nonzero(losses <= tol_abs)[0]
+        stopped = None
+        if hit.size:
+            losses, t, stopped = losses[: hit[0] + 1], t + int(hit[0]), STOP_TOLERANCE
+        else:
+            t += active
+            if t >= config.max_steps:
+                final = _host_loss(outputs, ys)
+                if not (math.isfinite(final) and final <= limit):
+                    raise TrainingDivergedError(f"training diverged at {where}, step {t}: loss {final:.4g} (L(w0) = {loss0:.4g})")
+                losses = np.append(losses, final)
+                stopped = STOP_TOLERANCE if final <= tol_abs else STOP_CAP
+        yield Chunk(t, params, losses, float(two), float(inf), logits, outputs, stopped)
+        if stopped is not None:
+            return
+
+
+class KernelTracker:
+    """K(w_t) at the recorded steps: Delta K(t) against K(w_0), and with ``track_inner`` the extreme
+    eigenvalues of the inner kernel K_f and the smallest |phi'(f(w_t; x_i))| (scalar heads).
+
+    ``record(t, params, logits)`` is called at w_0 (t = 0) first; a non-finite kernel raises
+    ``TrainingDivergedError`` naming ``where`` and the step.
+    """
+
+    def __init__(self, model, fixed, xs, config: TrainConfig, where: str):
+        self._model, self._fixed, self._xs, self._where = model, fixed, xs, where
+        self._method = config.kernel_method
+        self._inner = config.track_inner
+        self._has_inner = _has_inner(model)
+        self._scalar_head = _scalar_head(model)
+        self.k0: np.ndarray | None = None
+        self.steps: list[int] = []
+        self.change: list[float] = []
+        self.eig_min: list[float] = []
+        self.eig_max: list[float] = []
+        self.slope_min: list[float] = []
+
+    def kernel(self, params, inner: bool = False) -> np.ndarray:
+        k = tangent_kernel(self._model, params, self._fixed, self._xs, inner=inner, method=self._method)
+        return np.asarray(k, dtype=np.float64)
+
+    def record(self, t: int, params, logits) -> None:
+        k = self.kernel(params)
+        if not np.all(np.isfinite(k)):
+            raise TrainingDivergedError(f"training diverged at {self._where}, step {t}: the tangent kernel is not finite")
+        first = self.k0 is None
+        if first:
+            self.k0 = k
+        self.steps.append(int(t))
+        self.change.append(0.0 if first else relative_kernel_change(self.k0, k))
+        if not self._inner:
+            return
+        # For a linear head (or a model without an inner network) K_f is the output kernel itself.
+        ev = np.linalg.eigvalsh(self.kernel(params, inner=True) if self._has_inner else k)
+        self.eig_min.append(float(ev[0]))
+        self.eig_max.append(float(ev[-1]))
+        if self._scalar_head:
+            self.slope_min.append(float(np.min(np.abs(np.asarray(_phi_prime(self._model.head)(logits))))))
+
+    def inner_curves(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """(inner_eig_min, inner_eig_max, head_slope_min) as ``TrainResult`` holds them."""
+        if not self._inner:
+            return None, None, None
+        return np.asarray(self.eig_min), np.asarray(self.eig_max), np.asarray(self.slope_min) if self._scalar_head else None
+
+
+def segment_gradient_norms(tracker: KernelTracker, params0, params, points: int) -> np.ndarray:
+    """(points, n c) gradient norms ||grad f~_k(w_s; x_i)|| at equally spaced w_s of [w_0, w_T].
+
+    ||grad f~(w; x_i)||^2 is the kernel's diagonal: the run's compiled kernel serves, nothing new.
+    """
+    rows = [np.sqrt(np.diag(tracker.kernel(_interpolate(params0, params, s)))) for s in np.linspace(0.0, 1.0, points)]
+    return np.stack(rows)
+
+
+# --------------------------------------------------------------------------------------------------
 # A run
 def train(
     model,
@@ -429,6 +583,9 @@ def train(
     progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` from ``params`` by full-batch GD on the square loss, recording Delta K(t).
+
+    The step rule (``step_rule``), the descent in compiled chunks (``descend``) and what is recorded
+    after each chunk (``KernelTracker``, the weight changes the chunk returns) are separate parts.
 
     Args:
       model: a ``FullyConnected`` network, or any frozen hashable model with ``apply(params, fixed,
@@ -447,139 +604,47 @@ def train(
       TrainingDivergedError: a non-finite loss or kernel, or a loss above DIVERGENCE_FACTOR L(w_0).
     """
     width = _width_of(model) if width is None else int(width)
-    xs, ys = data.xs, data.ys
     expected = (data.n,) if model.num_out == 1 else (data.n, model.num_out)
-    if tuple(ys.shape) != expected:
-        raise ValueError(f"targets have shape {tuple(ys.shape)}; the model's outputs on {data.n} inputs have shape {expected}")
+    if tuple(data.ys.shape) != expected:
+        raise ValueError(f"targets have shape {tuple(data.ys.shape)}; the model's outputs on {data.n} inputs have shape {expected}")
     name = model.describe() if hasattr(model, "describe") else type(model).__name__
     where = f"width {width}, seed {seed} ({name})"
 
     params0 = params
-    logits0, outputs0 = _evaluate(model, params0, fixed, xs)
-    loss0 = _host_loss(outputs0, ys)
+    logits0, outputs0 = _evaluate(model, params0, fixed, data.xs)
+    loss0 = _host_loss(outputs0, data.ys)
     if not math.isfinite(loss0):
         raise TrainingDivergedError(f"training diverged at {where}, step 0: the initial loss is {loss0}")
+    rule = step_rule(model, params0, fixed, data.xs, config)
+    kernels = KernelTracker(model, fixed, data.xs, config, where)
+    kernels.record(0, params0, logits0)
 
-    if config.learning_rate is None:
-        eta, lam0, gain = learning_rate_rule(model, params, fixed, xs, config.lr_factor, config.kernel_method)
-        rule = f"eta = {config.lr_factor:g} / (g^2 lambda_max(K_f(w0))), g = sup|phi'| = {gain:.4g}"
-    else:
-        eta, lam0, gain = float(config.learning_rate), float("nan"), head_gain(getattr(model, "head", "linear"))
-        rule = "explicit learning rate"
-
-    has_inner = _has_inner(model)
-    scalar_head = _scalar_head(model)
-
-    def kernel(p, inner=False):
-        return np.asarray(tangent_kernel(model, p, fixed, xs, inner=inner, method=config.kernel_method), dtype=np.float64)
-
-    eig_min: list[float] = []
-    eig_max: list[float] = []
-    slope_min: list[float] = []
-
-    def record_inner(p, k_out, logits):
-        if not config.track_inner:
-            return
-        # For a linear head (or a model without an inner network) K_f is the output kernel itself.
-        ev = np.linalg.eigvalsh(kernel(p, inner=True) if has_inner else k_out)
-        eig_min.append(float(ev[0]))
-        eig_max.append(float(ev[-1]))
-        if scalar_head:
-            slope_min.append(float(np.min(np.abs(np.asarray(_phi_prime(model.head)(logits))))))
-
-    k0 = kernel(params0)
-    if not np.all(np.isfinite(k0)):
-        raise TrainingDivergedError(f"training diverged at {where}, step 0: the tangent kernel is not finite")
-    tol_abs = config.rel_tol * loss0
-    limit = DIVERGENCE_FACTOR * loss0
-    record_inner(params0, k0, logits0)
-
-    kernel_steps, kernel_change, change2, change_inf = [0], [0.0], [0.0], [0.0]
-    losses: list[np.ndarray] = []
-    t = 0
-    stopped = None
-    param_dtype = jax.tree_util.tree_leaves(params)[0].dtype
-    eta_arr = jnp.asarray(eta, dtype=param_dtype)
-    tol_arr = jnp.asarray(tol_abs, dtype=param_dtype)
-    chunk_index = 0
-    while stopped is None:
-        active = min(_chunk_size(chunk_index, config.chunk), config.max_steps - t)
-        chunk_index += 1
-        new_params, chunk_losses, two, inf = _gd_chunk(
-            model, params, params0, fixed, xs, ys, eta_arr, tol_arr, active, config.chunk
-        )
-        chunk_losses = np.asarray(chunk_losses, dtype=np.float64)[:active]
-        bad = ~np.isfinite(chunk_losses) | (chunk_losses > limit)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise TrainingDivergedError(
-                f"training diverged at {where}, step {t + i}: loss {chunk_losses[i]:.4g} "
-                f"(L(w0) = {loss0:.4g}, eta = {eta:.4g}; {rule})"
-            )
-        hit = np.nonzero(chunk_losses <= tol_abs)[0]
-        params = new_params
-        logits, outputs = _evaluate(model, params, fixed, xs)
-        if hit.size:
-            # From the first loss at or below the tolerance on, the chunk left the weights unchanged.
-            losses.append(chunk_losses[: hit[0] + 1])
-            t += int(hit[0])
-            stopped = STOP_TOLERANCE
-        else:
-            losses.append(chunk_losses)
-            t += active
-            if t >= config.max_steps:
-                final = _host_loss(outputs, ys)
-                if not (math.isfinite(final) and final <= limit):
-                    raise TrainingDivergedError(f"training diverged at {where}, step {t}: loss {final:.4g} (L(w0) = {loss0:.4g})")
-                losses.append(np.array([final]))
-                stopped = STOP_TOLERANCE if final <= tol_abs else STOP_CAP
-        kt = kernel(params)
-        if not np.all(np.isfinite(kt)):
-            raise TrainingDivergedError(f"training diverged at {where}, step {t}: the tangent kernel is not finite")
-        kernel_steps.append(t)
-        kernel_change.append(relative_kernel_change(k0, kt))
-        change2.append(float(two))
-        change_inf.append(float(inf))
-        record_inner(params, kt, logits)
+    losses, change2, change_inf = [], [0.0], [0.0]
+    for chunk in descend(model, params0, fixed, data, rule.eta, config, loss0, where, rule.text):
+        losses.append(chunk.losses)
+        kernels.record(chunk.t, chunk.params, chunk.logits)
+        change2.append(chunk.weight_change_2)
+        change_inf.append(chunk.weight_change_inf)
         if progress is not None:
-            progress(f"{where}: step {t}, loss {losses[-1][-1]:.3e}, Delta K(t) {kernel_change[-1]:.3g}")
+            progress(f"{where}: step {chunk.t}, loss {chunk.losses[-1]:.3e}, Delta K(t) {kernels.change[-1]:.3g}")
 
     # Chunk k holds L(w_t) before each of its steps, so the pieces join into L(w_0), ..., L(w_T).
     loss = np.concatenate(losses)
-    if loss.shape != (t + 1,):  # pragma: no cover - an internal invariant
-        raise AssertionError(f"loss curve has {loss.shape[0]} entries for {t} steps")
-
-    segment = None
-    if config.segment_points:
-        # ||grad f~(w; x_i)||^2 is the kernel's diagonal: the compiled kernel serves, nothing new.
-        rows = [np.sqrt(np.diag(kernel(_interpolate(params0, params, s)))) for s in np.linspace(0.0, 1.0, config.segment_points)]
-        segment = np.stack(rows)
-
+    if loss.shape != (chunk.t + 1,):  # pragma: no cover - an internal invariant
+        raise AssertionError(f"loss curve has {loss.shape[0]} entries for {chunk.t} steps")
+    segment = segment_gradient_norms(kernels, params0, chunk.params, config.segment_points) if config.segment_points else None
+    eig_min, eig_max, slope_min = kernels.inner_curves()
     return TrainResult(
-        width=width,
-        seed=seed,
-        learning_rate=eta,
-        lr_rule=rule,
-        lambda_max0=lam0,
-        head_gain=gain,
-        steps=t,
-        stopped=stopped,
-        loss=loss,
-        kernel_steps=np.asarray(kernel_steps),
-        kernel_change=np.asarray(kernel_change),
-        weight_change_2=np.asarray(change2),
-        weight_change_inf=np.asarray(change_inf),
-        inner_eig_min=np.asarray(eig_min) if config.track_inner else None,
-        inner_eig_max=np.asarray(eig_max) if config.track_inner else None,
-        head_slope_min=np.asarray(slope_min) if config.track_inner and scalar_head else None,
-        outputs0=np.asarray(outputs0, dtype=np.float64),
-        outputs=np.asarray(outputs, dtype=np.float64),
-        targets=np.asarray(ys, dtype=np.float64),
-        segment_grad_norms=segment,
-        data=dict(data.description),
-        params0=params0,
-        params=params,
-        fixed=fixed,
+        width=width, seed=seed,
+        learning_rate=rule.eta, lr_rule=rule.text, lambda_max0=rule.lambda_max0, head_gain=rule.gain,
+        steps=chunk.t, stopped=chunk.stopped, loss=loss,
+        kernel_steps=np.asarray(kernels.steps), kernel_change=np.asarray(kernels.change),
+        weight_change_2=np.asarray(change2), weight_change_inf=np.asarray(change_inf),
+        inner_eig_min=eig_min, inner_eig_max=eig_max, head_slope_min=slope_min,
+        outputs0=np.asarray(outputs0, dtype=np.float64), outputs=np.asarray(chunk.outputs, dtype=np.float64),
+        targets=np.asarray(data.ys, dtype=np.float64),
+        segment_grad_norms=segment, data=dict(data.description),
+        params0=params0, params=chunk.params, fixed=fixed,
     )
 
 
@@ -621,14 +686,14 @@ SEGMENT_POINTS = 9
 
 def grid_dtype(grid, tier_dtype) -> jnp.dtype:
     """The dtype of a training grid's runs: its own "dtype" entry if any, else the tier's."""
-    return jnp.dtype(grid.get("dtype", tier_dtype))
+    return jnp.dtype(grid.dtype or tier_dtype)
 
 
 def fig1_seeds(grid: dict, base_seed: int, head: str) -> tuple[int, ...]:
-    """Seeds of a Fig. 1 sweep (C11, C12, C14): ``grid["linear_seeds"]`` for the linear head, whose
-    slopes need more power, ``grid["softmax_seeds"]`` for the softmax head, ``grid["seeds"]`` for the
+    """Seeds of a Fig. 1 sweep (C11, C12, C14): ``grid.linear_seeds`` for the linear head, whose
+    slopes need more power, ``grid.softmax_seeds`` for the softmax head, ``grid.seeds`` for the
     others (see the tiers' power arguments)."""
-    count = {"linear": grid["linear_seeds"], "softmax": grid["softmax_seeds"]}.get(head, grid["seeds"])
+    count = {"linear": grid.linear_seeds, "softmax": grid.softmax_seeds}.get(head, grid.seeds)
     return tuple(base_seed + i for i in range(count))
 
 
@@ -639,14 +704,14 @@ def fig1_config(grid) -> TrainConfig:
     config here, so that the memoized runs are found.
     """
     return TrainConfig(
-        rel_tol=grid["rel_tol"], max_steps=grid["max_steps"], chunk=grid["chunk"], track_inner=True, segment_points=SEGMENT_POINTS
+        rel_tol=grid.rel_tol, max_steps=grid.max_steps, chunk=grid.chunk, track_inner=True, segment_points=SEGMENT_POINTS
     )
 
 
 def fig1_point(grid, head: str, width: int, seed: int, dtype, **net_kwargs) -> TrainResult:
     """One Fig. 1 run: ``section6_network`` of that width and head, trained with ``fig1_config``."""
-    model = section6_network(width, grid["input_dim"], head, grid["num_classes"], **net_kwargs)
-    return train_point(model, seed=seed, width=width, n=grid["n_train"], dtype=dtype, config=fig1_config(grid))
+    model = section6_network(width, grid.input_dim, head, grid.num_classes, **net_kwargs)
+    return train_point(model, seed=seed, width=width, n=grid.n_train, dtype=dtype, config=fig1_config(grid))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ FINGERPRINT = {"sha256": "f" * 16, "tier": "1" * 16, "estimators": "2" * 16, "cl
 
 def scaling(claim: str = "C2", variant: str = "tanh-d1", slope: float = -0.5, stderr: float = 0.01,
             verdict: str = "confirmed", run: str = "r0") -> dict[str, Any]:
-    """A scaling record of a power law with this slope, as ``harness.report`` writes one."""
+    """A scaling record of a power law with this slope, as ``harness.records`` builds one."""
     widths = [100.0, 1000.0, 10000.0]
     points = [{"width": w, "seed": s, "value": w**slope * (1.1 if s else 0.9)} for w in widths for s in (0, 1)]
     return {

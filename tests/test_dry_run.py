@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.fit import round_off_limit
-from harness.report import judgement, non_finite_fields
+from harness.records import judgement, non_finite_fields
 from harness.tiers import DRY_RUN_SEEDS, DRY_RUN_WIDTHS, get_tier
 
 
@@ -25,23 +25,25 @@ def test_the_dry_run_keeps_the_paper_tiers_settings_on_its_smallest_widths():
     assert not dry.judged and paper.judged
     for group, grid in paper.groups.items():
         cut = dry.grid(group)
-        assert set(cut) == set(grid), group  # every key the claims read is still there
-        for key, value in grid.items():
+        assert type(cut) is type(grid), group  # every field the claims read is still there
+        for key, value in dataclasses.asdict(grid).items():
+            got = getattr(cut, key)
             if key == "linear_model_widths":  # C16's partner must be one of Fig. 1's runs
-                assert set(cut[key]) <= set(cut["fig1_widths"]) and cut[key]
+                assert set(got) <= set(cut.fig1_widths) and got
             elif key.endswith("widths") and isinstance(value, dict):
-                assert cut[key] == {k: tuple(sorted(v)[:DRY_RUN_WIDTHS]) for k, v in value.items()}
+                assert got == {k: tuple(sorted(v)[:DRY_RUN_WIDTHS]) for k, v in value.items()}
             elif key.endswith("widths"):
-                assert cut[key] == tuple(sorted(value)[:DRY_RUN_WIDTHS]), (group, key)
+                assert got == tuple(sorted(value)[:DRY_RUN_WIDTHS]), (group, key)
             elif "seed" not in key and key not in ("curve_width", "bottleneck_wide", "bottleneck_sizes"):
-                assert cut[key] == value, (group, key)  # dtypes, caps, tolerances, inputs, architectures
+                assert got == value, (group, key)  # dtypes, caps, tolerances, inputs, architectures
     training = dry.grid("training")
-    assert training["dtype"] == paper.grid("training")["dtype"]
-    assert training["curve_width"] <= max(training["fig1_widths"]) >= training["bottleneck_wide"]
-    assert all(b < training["bottleneck_wide"] for b in training["bottleneck_sizes"])
+    assert training.dtype == paper.grid("training").dtype
+    assert training.curve_width <= max(training.fig1_widths) >= training.bottleneck_wide
+    assert all(b < training.bottleneck_wide for b in training.bottleneck_sizes)
     # Every seed count is DRY_RUN_SEEDS (at most) and the rest of the paper tier is untouched.
-    assert all(v <= max(DRY_RUN_SEEDS, 2) for g in dry.groups.values() for k, v in g.items() if k.endswith("seeds"))
-    assert get_tier("paper") == paper and paper.grid("training")["seeds"] > DRY_RUN_SEEDS
+    counts = [v for g in dry.groups.values() for k, v in dataclasses.asdict(g).items() if k.endswith("seeds")]
+    assert counts and all(v <= max(DRY_RUN_SEEDS, 2) for v in counts)
+    assert get_tier("paper") == paper and paper.grid("training").seeds > DRY_RUN_SEEDS
 
 
 def test_round_off_limits_are_in_the_runs_dtype():

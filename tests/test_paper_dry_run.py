@@ -2,7 +2,7 @@
 estimator settings, inputs and architectures) on the smallest three widths of each grid, on the CPU.
 
 Slopes are recorded, not judged, at these widths; an identity or inequality that fails, an error or a
-non-finite number fails the run (``harness.report.judgement``).
+non-finite number fails the run (``harness.records.judgement``).
 
 The test command runs the claims whose checks depend on the dtype (round-off limits in machine
 epsilons: C1, C2's bound, C7, C16, C18; the float64 constants they had refuted all of C1 and C7 in

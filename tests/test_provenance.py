@@ -12,7 +12,8 @@ import pytest
 from synthetic_reports import scaling
 
 from harness import provenance
-from harness.report import RunReport, json_text, run_metadata
+from harness.records import json_text, run_metadata
+from harness.report import RunReport
 from harness.tiers import TIER_NAMES
 
 

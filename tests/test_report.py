@@ -8,15 +8,9 @@ import os
 import pytest
 
 from harness.fit import bound_verdict, equality_verdict, lower_bound_verdict, power_law_fit
-from harness.report import (
-    RunReport,
-    atomic_write_text,
-    bound_record,
-    load_records,
-    merge_records,
-    scaling_record,
-    summary_markdown,
-)
+from harness.records import atomic_write_text, bound_record, load_records, merge_records, scaling_record
+from harness.report import RunReport
+from harness.summary import summary_markdown
 
 
 def _scaling(claim="C2", variant="tanh-d1", slope=-0.5):
@@ -152,7 +146,7 @@ def test_a_bound_record_rejects_an_unknown_direction():
 
 
 def test_the_smoke_tier_skips_scaling_failures_but_fails_a_broken_identity():
-    from harness.report import judgement
+    from harness.records import judgement
 
     bad_slope = {**_scaling("C2", "a"), "verdict": "inconclusive"}
     bad_identity = bound_record("C7", "tanh", title="t", quantity="q", law="0", worst=1e-3, limit=1e-10,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from harness.report import claim_ids_named, estimated_vs_measured
+from harness.summary import claim_ids_named, estimated_vs_measured
 from harness.schedule import longest_units_first, recorded_test_seconds
 
 
@@ -113,7 +113,7 @@ def test_the_compile_clock_counts_a_compilation_once_and_not_a_cached_call():
 
 
 def test_the_resources_section_names_the_seconds_spent_compiling():
-    from harness.report import resources_section_from
+    from harness.summary import resources_section_from
 
     estimate = {"peak_GiB": 0.5, "cpu_hours": 0.01, "gpu_minutes": 0.1, "families": [
         {"claims": "C2", "largest_network": "shallow", "params": 10.0, "peak_GiB": 0.1, "cpu_hours": 0.01}]}

@@ -24,13 +24,16 @@ from harness.train import (
     SOFTMAX_GAIN,
     STOP_CAP,
     STOP_TOLERANCE,
+    KernelTracker,
     LinearizedNetwork,
     TrainConfig,
     TrainingDivergedError,
     fig1_config,
+    descend,
     head_gain,
     learning_rate_rule,
     loss_decay_fit,
+    step_rule,
     synthetic_dataset,
     theorem51_bound_ratio,
     train,
@@ -134,6 +137,75 @@ def test_stopping_at_the_cap_is_recorded_and_exact():
     path = _direct_gd(net, params, fixed, data, r.learning_rate, 37)
     losses = [0.5 * float(jnp.sum((jax.vmap(net.apply, in_axes=(None, None, 0))(p, fixed, data.xs) - data.ys) ** 2)) for p in path]
     np.testing.assert_allclose(r.loss, losses, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------------------------------
+# The parts of a run, each on its own: the step rule, the descent, the kernel tracker
+def _loss_of(net, params, fixed, data) -> float:
+    out = jax.vmap(net.apply, in_axes=(None, None, 0))(params, fixed, data.xs)
+    return 0.5 * float(jnp.sum((out - data.ys) ** 2))
+
+
+def test_step_rule_is_the_kernel_rule_or_the_explicit_rate():
+    net, params, fixed, data = _setup(head="swish")
+    rule = step_rule(net, params, fixed, data.xs, TrainConfig(lr_factor=0.5))
+    eta, lam, gain = learning_rate_rule(net, params, fixed, data.xs, lr_factor=0.5)
+    assert (rule.eta, rule.lambda_max0, rule.gain) == (eta, lam, gain) and "0.5 / (g^2 lambda_max" in rule.text
+    explicit = step_rule(net, params, fixed, data.xs, TrainConfig(learning_rate=0.25))
+    assert explicit.eta == 0.25 and math.isnan(explicit.lambda_max0) and explicit.gain == head_gain("swish")
+    assert explicit.text == "explicit learning rate"
+
+
+def test_descend_yields_each_chunk_of_plain_gradient_descent_and_stops_at_the_tolerance():
+    net, params, fixed, data = _setup()
+    eta = step_rule(net, params, fixed, data.xs, TrainConfig()).eta
+    config = TrainConfig(rel_tol=1e-3, max_steps=5000, chunk=7)
+    loss0 = _loss_of(net, params, fixed, data)
+    chunks = list(descend(net, params, fixed, data, eta, config, loss0, "here", "rule"))
+    assert [c.t for c in chunks[:5]] == [1, 2, 4, 8, 15]  # chunks of 1, 1, 2, 4, then 7 steps
+    assert all(c.stopped is None for c in chunks[:-1]) and chunks[-1].stopped == STOP_TOLERANCE
+    loss = np.concatenate([c.losses for c in chunks])
+    assert loss.shape == (chunks[-1].t + 1,) and loss[-1] <= 1e-3 * loss0 < loss[-2]
+    path = _direct_gd(net, params, fixed, data, eta, chunks[3].t)
+    flat0 = ravel_pytree(params)[0]
+    for c in chunks[:4]:
+        np.testing.assert_allclose(ravel_pytree(c.params)[0], ravel_pytree(path[c.t])[0], rtol=1e-10, atol=1e-12)
+        diff = np.asarray(ravel_pytree(c.params)[0] - flat0)
+        assert c.weight_change_2 == pytest.approx(np.linalg.norm(diff), rel=1e-9)
+        assert c.weight_change_inf == pytest.approx(np.max(np.abs(diff)), rel=1e-9)
+        assert c.losses[0] == pytest.approx(_loss_of(net, path[c.t - len(c.losses)], fixed, data), rel=1e-10)
+        np.testing.assert_allclose(c.outputs, jax.vmap(net.apply, in_axes=(None, None, 0))(path[c.t], fixed, data.xs), rtol=1e-10)
+
+
+def test_descend_names_the_point_and_the_first_bad_step_of_a_divergence():
+    net, params, fixed, data = _setup(width=12)
+    eta = 20 * step_rule(net, params, fixed, data.xs, TrainConfig()).eta
+    loss0 = _loss_of(net, params, fixed, data)
+    with pytest.raises(TrainingDivergedError, match=r"diverged at width 12 here, step \d+: loss .*; the rule\)"):
+        list(descend(net, params, fixed, data, eta, TrainConfig(max_steps=500, chunk=10), loss0, "width 12 here", "the rule"))
+
+
+def test_kernel_tracker_records_delta_k_and_the_inner_kernel_against_the_jacobian():
+    net, params, fixed, data = _setup(head="swish")
+    eta = step_rule(net, params, fixed, data.xs, TrainConfig()).eta
+    path = _direct_gd(net, params, fixed, data, eta, 5)
+    tracker = KernelTracker(net, fixed, data.xs, TrainConfig(track_inner=True), "here")
+    logits = [jax.vmap(net.logits, in_axes=(None, None, 0))(p, fixed, data.xs) for p in (path[0], path[5])]
+    tracker.record(0, path[0], logits[0])
+    tracker.record(5, path[5], logits[1])
+    k0, k5 = (_jacobian_kernel(net, p, fixed, data.xs) for p in (path[0], path[5]))
+    assert tracker.steps == [0, 5] and tracker.change[0] == 0.0
+    assert tracker.change[1] == pytest.approx(np.linalg.norm(k5 - k0) / np.linalg.norm(k0), rel=1e-9)
+    inner = np.linalg.eigvalsh(_jacobian_kernel(net, path[5], fixed, data.xs, inner=True))
+    assert tracker.eig_min[1] == pytest.approx(inner[0], rel=1e-8) and tracker.eig_max[1] == pytest.approx(inner[-1], rel=1e-8)
+    swish_prime = jax.vmap(jax.grad(lambda z: z * jax.nn.sigmoid(z)))
+    assert tracker.slope_min[1] == pytest.approx(float(np.min(np.abs(swish_prime(logits[1])))), rel=1e-12)
+    eig_min, eig_max, slope_min = tracker.inner_curves()
+    assert eig_min.shape == eig_max.shape == slope_min.shape == (2,)
+    broken = {**path[5], "V": path[5]["V"].at[0].set(jnp.inf)}
+    with pytest.raises(TrainingDivergedError, match="diverged at here, step 7: the tangent kernel is not finite"):
+        tracker.record(7, broken, logits[1])
+    assert KernelTracker(net, fixed, data.xs, TrainConfig(), "here").inner_curves() == (None, None, None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -263,9 +335,9 @@ def test_decay_fit_and_theorem_ratio_on_exact_curves():
 @pytest.mark.parametrize("name", list(TIERS))
 def test_training_grids_are_consistent(name):
     grid = TIERS[name].grid("training")
-    assert grid["curve_width"] in grid["fig1_widths"]  # C12 reuses C11's runs
-    assert set(grid["linear_model_widths"]) <= set(grid["fig1_widths"])  # C16's partner is a C11 run
-    assert len(grid["fig1_widths"]) >= 3 and len(grid["bottleneck_sizes"]) >= 3 and len(grid["narrow_wide_widths"]) >= 1
+    assert grid.curve_width in grid.fig1_widths  # C12 reuses C11's runs
+    assert set(grid.linear_model_widths) <= set(grid.fig1_widths)  # C16's partner is a C11 run
+    assert len(grid.fig1_widths) >= 3 and len(grid.bottleneck_sizes) >= 3 and len(grid.narrow_wide_widths) >= 1
     assert fig1_config(grid).track_inner and fig1_config(grid).segment_points >= 2
 
 
