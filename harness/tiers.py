@@ -263,7 +263,6 @@ TIERS: dict[str, Tier] = {
         lanczos_tol=1e-3,
         lanczos_max_iters=60,
         groups={
-            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": Sec4Grid(
                 identity_widths=(3, 6),
                 shallow_widths=(64, 256, 1024),
@@ -272,12 +271,8 @@ TIERS: dict[str, Tier] = {
                 bottleneck_sizes=(1, 3),
                 bottleneck_seed_factor=1,
             ),
-            # -- training grid (C11-C16) --
-            # Sec. 6 training (C11-C16, harness/train.py): full-batch GD on n points of the sphere in
-            # R^d. fig1_widths: one-hidden-layer nets of Fig. 1 (C11; C14 and C16 reuse their runs,
-            # C12 its curves at curve_width); bottleneck_*: Fig. 2 (C13), 3 hidden layers
-            # (wide, m_b, wide); convergence_*: Theorem 5.1 (C15). max_steps caps the Fig. 1 runs
-            # (swish and softmax heads stop there; their Delta K(t) has saturated well before).
+            # max_steps caps the Fig. 1 runs (swish and softmax heads stop there; their Delta K(t) has
+            # saturated well before).
             "training": TrainingGrid(
                 input_dim=4,
                 n_train=8,
@@ -301,11 +296,8 @@ TIERS: dict[str, Tier] = {
                 convergence_max_steps=1000,
                 linear_model_widths=(64,),
             ),
-            # -- theory grid (C17-C19) --
-            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
-            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
-            # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
-            # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
+            # Lanczos capped at 60 steps (C4 needs <= 47 at these widths; a capped run's Ritz values
+            # only underestimate ||H||).
             "theory": TheoryGrid(
                 bound_widths=(8, 16, 32),
                 bound_seeds=2,
@@ -316,8 +308,7 @@ TIERS: dict[str, Tier] = {
                 limit_points=6,
                 pd_points=12,
             ),
-            # -- architectures grid (C6, exploratory) --
-            # C6 and X1-X3 (claims/test_appH_architectures.py): tiny images and signals, for wiring.
+            # Tiny images and signals, for wiring.
             "architectures": ArchitecturesGrid(
                 cnn_input=(2, 4, 4),
                 cnn_layers=2,
@@ -434,7 +425,6 @@ TIERS: dict[str, Tier] = {
             "C19": 192,
         },
         groups={
-            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": Sec4Grid(
                 identity_widths=(4, 16),
                 # phi(f) heads need widths where the decaying part phi'(f) H of Eq. 13 (~0.77/sqrt m
@@ -454,7 +444,6 @@ TIERS: dict[str, Tier] = {
                 # factor leaves 4.1 and 4.2.
                 bottleneck_seed_factor=1,
             ),
-            # -- training grid (C11-C16) --
             # Default trims the paper's grids to the 2-core CPU budget (~300 s for C11-C16): Fig. 1
             # widths 32..8192 (the paper: 30..1e6), 6 seeds (the swish Delta K varies ~30% between
             # seeds; 30 points put the Omega(1) slope's 90% CI within +-0.06); Fig. 2 with wide
@@ -491,10 +480,7 @@ TIERS: dict[str, Tier] = {
                 convergence_max_steps=4000,
                 linear_model_widths=(512, 2048),
             ),
-            # -- theory grid (C17-C19) --
-            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
-            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
-            # analytic limit (kernels only: cheap, many seeds). Lanczos has the tier's cap (C4 needs
+            # Lanczos has the tier's cap (C4 needs
             # <= 47 steps at these widths): with the same cap, the NTK-parameterized nets of C17 and
             # C18 are the same compiled programs as C4's tanh depth-2 nets (compiled once per width
             # for the three claims; a program is a function of the cap, among others).
@@ -508,7 +494,6 @@ TIERS: dict[str, Tier] = {
                 limit_points=8,
                 pd_points=16,
             ),
-            # -- architectures grid (C6, exploratory) --
             # C6 and X1-X3 (claims/test_appH_architectures.py): 146 s wall, 149 s CPU measured on the
             # shared 2-core CPU (load 3-4). Compiling the Lanczos loop and the kernel (~3-5 s per new
             # shape) is about 60% of it, so 4 widths per architecture (3 for the exploratory nets),
@@ -567,7 +552,6 @@ TIERS: dict[str, Tier] = {
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
         groups={
-            # Section 4 at initialization (C7-C10): non-linear output heads and bottlenecks.
             "sec4": Sec4Grid(
                 identity_widths=(4, 16),
                 shallow_widths=(1000, 10000, 100000, 1000000),
@@ -576,7 +560,6 @@ TIERS: dict[str, Tier] = {
                 bottleneck_sizes=(1, 3),
                 bottleneck_seed_factor=2,
             ),
-            # -- training grid (C11-C16) --
             # The paper's widths (Fig. 1: 30..1e6 at curve width 1e4; Fig. 2: m = 1e4). Training runs
             # in float64 even here: the linear output's Delta K falls like 1/m, to ~1e-6 at m = 1e6,
             # below the round-off that float32 weight updates leave in the kernel.
@@ -603,11 +586,8 @@ TIERS: dict[str, Tier] = {
                 convergence_max_steps=8000,
                 linear_model_widths=(1000, 10000),
             ),
-            # -- theory grid (C17-C19) --
-            # C17: Prop. 2.2 on segments from W0 (28 Lanczos runs per width and seed); C18: standard
-            # vs NTK parameterization on C4's depth-2 widths; C19: empirical NTK at init vs the
-            # analytic limit (kernels only: cheap, many seeds). Lanczos is capped at 60 steps (C4
-            # needs <= 47 at these widths; a capped run's Ritz values only underestimate ||H||).
+            # Lanczos capped at 60 steps (C4 needs <= 47 at these widths; a capped run's Ritz values
+            # only underestimate ||H||).
             "theory": TheoryGrid(
                 bound_widths=(128, 512, 2048, 8192),
                 bound_seeds=8,
@@ -618,7 +598,6 @@ TIERS: dict[str, Tier] = {
                 limit_points=8,
                 pd_points=16,
             ),
-            # -- architectures grid (C6, exploratory) --
             # C6 and X1-X3 on a GPU in float32: 16x16 images for the CNN and the ResNet (4 blocks),
             # channels to 512 (the mixed net, on signals of length 32, to 1024).
             "architectures": ArchitecturesGrid(
