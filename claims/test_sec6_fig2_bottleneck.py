@@ -17,7 +17,7 @@ from harness.fit import lower_bound_verdict, power_law_fit, upper_bound_verdict
 from harness.models import FullyConnected
 from harness.records import bound_record, scaling_record
 from harness.sweep import run_sweep
-from harness.train import TrainConfig, grid_dtype, train_point
+from harness.train import TrainConfig, converged_verdict, grid_dtype, run_facts, train_point
 
 # ------------------------------------------------------------------------------------------------
 # Margins. Each is fixed before looking at data; the reason is on the line.
@@ -48,14 +48,7 @@ def _bottleneck_net(grid, wide: int, narrow: int) -> FullyConnected:
 
 
 def _facts(results) -> dict:
-    stopped = [r.stopped for r in results]
-    return {
-        "data": results[0].data,
-        "steps_max": int(max(r.steps for r in results)),
-        "stopped_at_tolerance": stopped.count("tolerance"),
-        "stopped_at_cap": stopped.count("cap"),
-        "lr_rule": results[0].lr_rule,
-    }
+    return {"data": results[0].data, **run_facts(results)}
 
 
 def test_c13_kernel_change_falls_as_the_bottleneck_widens(tier, base_seed, dtype, judge, progress):
@@ -88,7 +81,7 @@ def test_c13_kernel_change_falls_as_the_bottleneck_widens(tier, base_seed, dtype
             target=-0.5,
             margin=BOTTLENECK_SLOPE_MARGIN,
             fit=fit,
-            verdict=upper_bound_verdict(fit, -0.5, BOTTLENECK_SLOPE_MARGIN),
+            verdict=converged_verdict(upper_bound_verdict(fit, -0.5, BOTTLENECK_SLOPE_MARGIN), results),
             size_name="bottleneck width m_b",
             extra={
                 "network": f"3 hidden {DEPTH_ACTIVATION} layers (m, m_b, m), m = {wide}, linear output, all trained",
@@ -125,6 +118,7 @@ def test_c13_narrowest_bottleneck_keeps_kernel_moving_at_every_width(tier, base_
     # The trend in m is recorded when the grid has the widths for a slope (3 or more).
     fit = power_law_fit(series.widths, series.values["delta_k"], series.seeds) if len(levels) >= 3 else None
     verdict = lower_bound_verdict(worst, NARROW_FLOOR, f"smallest geometric-mean Delta K over m (at m = {worst_width})")
+    verdict = converged_verdict(verdict, results, moving_kernel=True)
     judge(
         bound_record(
             "C13",

@@ -16,11 +16,22 @@ import claims.test_sec2_linear_model as sec2
 import claims.test_sec5_convergence as sec5
 import claims.test_sec6_fig1_nonlinear_output as fig1
 import claims.test_sec6_fig2_bottleneck as fig2
-from harness.fit import CONFIRMED, bound_verdict, equality_verdict, omega1_verdict, round_off_limit, upper_bound_verdict
+from harness.fit import (
+    CONFIRMED,
+    INCONCLUSIVE,
+    REFUTED,
+    Verdict,
+    bound_verdict,
+    equality_verdict,
+    omega1_verdict,
+    round_off_limit,
+    upper_bound_verdict,
+)
 from harness.kernel import tangent_kernel
 from harness.models import FullyConnected, sphere_points
 from harness.tiers import TIERS
 from harness.train import (
+    COLLAPSE_NORM_RATIO,
     SOFTMAX_GAIN,
     STOP_CAP,
     STOP_TOLERANCE,
@@ -28,11 +39,13 @@ from harness.train import (
     LinearizedNetwork,
     TrainConfig,
     TrainingDivergedError,
-    fig1_config,
+    converged_verdict,
     descend,
+    fig1_config,
     head_gain,
     learning_rate_rule,
     loss_decay_fit,
+    run_facts,
     step_rule,
     synthetic_dataset,
     theorem51_bound_ratio,
@@ -291,11 +304,53 @@ def test_synthetic_data():
     assert d.ys.shape == (50,) and float(jnp.min(d.ys)) >= -0.28  # inside swish's range
     lin = synthetic_dataset(jax.random.key(0), 50, 5)
     np.testing.assert_allclose(d.ys, jax.nn.silu(lin.ys), rtol=1e-12)  # the same inner target g
+    hard = synthetic_dataset(jax.random.key(0), 50, 5, "softmax", 3, softmax_targets="one-hot")
+    assert hard.ys.shape == (50, 3) and np.all(np.sum(hard.ys, axis=1) == 1) and set(np.unique(hard.ys)) == {0.0, 1.0}
+    # The teacher's soft labels: a probability vector, softmax of logits sin(u_k . x) in [-1, 1].
     soft = synthetic_dataset(jax.random.key(0), 50, 5, "softmax", 3)
-    assert soft.ys.shape == (50, 3) and np.all(np.sum(soft.ys, axis=1) == 1) and set(np.unique(soft.ys)) == {0.0, 1.0}
+    np.testing.assert_allclose(np.sum(soft.ys, axis=1), 1.0, rtol=1e-12)
+    high, low = (math.exp(1) / (math.exp(1) + 2 * math.exp(-1)), math.exp(-1) / (math.exp(-1) + 2 * math.exp(1)))
+    assert float(jnp.max(soft.ys)) <= high and float(jnp.min(soft.ys)) >= low
+    logits = np.log(np.asarray(soft.ys))
+    spread = logits.max(axis=1) - logits.min(axis=1)
+    assert np.all(spread <= 2.0 + 1e-12) and "soft labels" in soft.description["target"]
+    with pytest.raises(ValueError, match="unknown softmax_targets 'hard'"):
+        synthetic_dataset(jax.random.key(0), 4, 3, "softmax", 3, softmax_targets="hard")
     assert "target" in d.description and d.description["n"] == 50
     again = synthetic_dataset(jax.random.key(0), 50, 5, "swish")
     np.testing.assert_array_equal(d.ys, again.ys)
+
+
+def test_teacher_labels_train_to_the_tolerance_with_a_kernel_that_moves_where_one_hot_labels_collapse():
+    """The softmax head on soft labels converges and its kernel keeps its size; on one-hot labels the
+    kernel collapses and the runs never reach the tolerance: converged_verdict calls both out."""
+    net = FullyConnected(4, (64,), "tanh", head="softmax", num_outputs=3)
+    params, fixed = net.init(jax.random.key(0))
+    config = TrainConfig(rel_tol=1e-6, max_steps=4000, chunk=20)
+    runs = {}
+    for targets in ("teacher", "one-hot"):
+        data = synthetic_dataset(jax.random.key(1), 8, 4, "softmax", 3, softmax_targets=targets)
+        runs[targets] = train(net, params, fixed, data, config, seed=0)
+    soft, hard = runs["teacher"], runs["one-hot"]
+    assert soft.stopped == STOP_TOLERANCE and soft.kernel_norm_ratio > 0.5 and soft.delta_k > 0.1
+    assert hard.stopped == STOP_CAP and hard.kernel_norm_ratio < COLLAPSE_NORM_RATIO
+    # Delta K^2 = 1 + r^2 - 2 r cos: the recorded ratio and cosine are those of K_T against K_0.
+    r, c = hard.kernel_norm_ratio, hard.kernel_cosine
+    assert hard.kernel_change[-1] == pytest.approx(math.sqrt(1 + r * r - 2 * r * c), rel=1e-9)
+    confirmed = Verdict(CONFIRMED, "slope inside the band")
+    assert converged_verdict(confirmed, [soft], moving_kernel=True) == confirmed
+    capped = converged_verdict(confirmed, [soft, hard])
+    assert capped.verdict == INCONCLUSIVE and "1 of 2 runs stopped at the step cap (4000 steps)" in capped.reason
+    collapsed = converged_verdict(confirmed, [soft, hard], moving_kernel=True)
+    assert "the kernel collapsed in 1 of 2 runs" in collapsed.reason and collapsed.verdict == INCONCLUSIVE
+    known = converged_verdict(confirmed, [soft, hard], capped_because="known to stop there")
+    assert known.verdict == CONFIRMED and known.reason.endswith("not trained to convergence: known to stop there")
+    assert converged_verdict(confirmed, [hard], moving_kernel=True, capped_because="known").verdict == INCONCLUSIVE
+    refuted = Verdict(REFUTED, "outside")
+    assert converged_verdict(refuted, [hard], moving_kernel=True) == refuted  # a refutation stands
+    facts = run_facts([soft, hard])
+    assert facts["stopped_at_cap"] == facts["stopped_at_tolerance"] == 1
+    assert facts["kernel_norm_ratio_min"] == hard.kernel_norm_ratio and facts["kernel_cosine_max"] <= 1.0
 
 
 def test_linearized_network_is_linear_with_the_kernel_of_the_network_at_w0():
