@@ -634,8 +634,25 @@ class KernelTracker:
         k = tangent_kernel(self._model, params, self._fixed, self._xs, inner=inner, method=self._method)
         return np.asarray(k, dtype=np.float64)
 
+    def output_from_inner(self, inner: np.ndarray, logits) -> np.ndarray:
+        """The output kernel from the inner one by the chain rule (Eq. 12), exact in exact arithmetic:
+        K~ = D K_f D with D = diag(phi'(f(x_i))) for a scalar head, and blockwise J_i K_f(i, j) J_j^T
+        with J_i = diag(p_i) - p_i p_i^T for softmax (the (n c) x (n c) layout of ``tangent_kernel``).
+        One kernel per record instead of two when the inner one is tracked anyway."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if self._scalar_head:
+            d = np.asarray(_phi_prime(self._model.head)(jnp.asarray(logits)), dtype=np.float64)
+            return d[:, None] * inner * d[None, :]
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
+        n, c = p.shape
+        jac = np.einsum("ia,ab->iab", p, np.eye(c)) - np.einsum("ia,ib->iab", p, p)
+        blocks = np.einsum("iac,icjd,jbd->iajb", jac, inner.reshape(n, c, n, c), jac)
+        return blocks.reshape(n * c, n * c)
+
     def record(self, t: int, params, logits) -> None:
-        k = self.kernel(params)
+        inner = self.kernel(params, inner=True) if self._inner and self._has_inner else None
+        k = self.kernel(params) if inner is None else self.output_from_inner(inner, logits)
         if not np.all(np.isfinite(k)):
             raise TrainingDivergedError(f"training diverged at {self._where}, step {t}: the tangent kernel is not finite")
         first = self.k0 is None
@@ -647,7 +664,7 @@ class KernelTracker:
         if not self._inner:
             return
         # For a linear head (or a model without an inner network) K_f is the output kernel itself.
-        ev = np.linalg.eigvalsh(self.kernel(params, inner=True) if self._has_inner else k)
+        ev = np.linalg.eigvalsh(inner if self._has_inner else k)
         self.eig_min.append(float(ev[0]))
         self.eig_max.append(float(ev[-1]))
         if self._scalar_head:

@@ -198,6 +198,17 @@ def test_descend_names_the_point_and_the_first_bad_step_of_a_divergence():
         list(descend(net, params, fixed, data, eta, TrainConfig(max_steps=500, chunk=10), loss0, "width 12 here", "the rule"))
 
 
+@pytest.mark.parametrize("head", ["swish", "tanh", "softmax"])
+def test_kernel_tracker_derives_the_output_kernel_from_the_inner_one_by_the_chain_rule(head):
+    net, params, fixed, data = _setup(head=head, n=5)
+    tracker = KernelTracker(net, fixed, data.xs, TrainConfig(track_inner=True), "here")
+    logits = jax.vmap(net.logits, in_axes=(None, None, 0))(params, fixed, data.xs)
+    derived = tracker.output_from_inner(tracker.kernel(params, inner=True), logits)
+    direct = tracker.kernel(params)
+    np.testing.assert_allclose(derived, direct, rtol=1e-12, atol=1e-14 * np.abs(direct).max())
+    np.testing.assert_allclose(derived, _jacobian_kernel(net, params, fixed, data.xs), rtol=1e-10, atol=1e-14)
+
+
 def test_kernel_tracker_records_delta_k_and_the_inner_kernel_against_the_jacobian():
     net, params, fixed, data = _setup(head="swish")
     eta = step_rule(net, params, fixed, data.xs, TrainConfig()).eta
