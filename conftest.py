@@ -17,7 +17,9 @@ one worker process per CPU core at the CPU tiers, none at the paper tier (one pr
 GPU) or for ``--collect-only`` and the benchmarks; ``-n 0`` runs everything in this process. Tests
 of one claims module stay in one worker, and so do the modules of ``SHARED_MEASUREMENT_GROUPS``,
 so a claim that reuses another's memoized measurements still finds them and compiled functions are
-shared; workers send their records to the controller, which writes the report once.
+shared; the controller splits these units between the workers by the times recorded in the tier's
+report (``harness.schedule.plan_units``); workers send their records to the controller, which writes
+the report once.
 
 A report directory that cannot be created or written, an unknown tier, a bad seed and a malformed
 claim id are usage errors before any work; an unknown claim id is one after collection, naming the
@@ -142,19 +144,18 @@ def worker_group(nodeid: str) -> str:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist load`` (the default under ``-n``) schedules whole ``worker_group`` units."""
+    """``--dist load`` (the default under ``-n``) schedules whole ``worker_group`` units by a plan
+    made from the recorded times (``harness.schedule.planned_scheduling``)."""
     if config.getvalue("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from harness.schedule import planned_scheduling, recorded_test_seconds_in
 
-    class ClaimGroupScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return worker_group(nodeid)
-
+    state = getattr(config, "_linearity", None)
+    seconds = recorded_test_seconds_in(state["report_dir"] / "claims.json") if state else {}
     # The workers' collection is already in the order to hand out (longest units first, see
     # pytest_collection_modifyitems): xdist's own reordering (by number of tests) would undo it.
     config.option.loadscopereorder = False
-    return ClaimGroupScheduling(config, log)
+    return planned_scheduling(config, log, worker_group, seconds)
 
 
 @pytest.hookimpl(optionalhook=True)

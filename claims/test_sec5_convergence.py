@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from harness.fit import OMEGA1_LAW, bound_verdict, omega1_verdict
+from harness.laws import OMEGA1_FLOOR, OMEGA1_SLOPE_MARGIN
 from harness.models import TANH_LINEAR_A
 from harness.records import bound_record, exploratory_record, scaling_record
 from harness.sweep import run_sweep
@@ -60,10 +61,9 @@ BOUND_LIMIT = 1.0
 #: rho^2, twice the theorem's rate, so a linear decay leaves a factor 2 for the early transient.
 RATE_LIMIT = 1.0
 
-#: Delta K of f~ is Omega(1): the same margin and floor as C11's non-linear outputs (the change of
-#: phi'(f)^2 is Theta(1), the inner kernel's change O(m^-1/2) shifts the slope by ~0.03).
-OMEGA1_SLOPE_MARGIN = 0.10
-OMEGA1_FLOOR = 0.10
+#: Delta K of f~ is Omega(1): the margin and floor of C11's non-linear outputs (harness.laws:
+#: OMEGA1_SLOPE_MARGIN, OMEGA1_FLOOR; the change of phi'(f)^2 is Theta(1), the inner kernel's
+#: change O(m^-1/2) shifts the slope by ~0.03).
 
 HEAD = "tanh_linear"
 

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 
 from harness.fit import OMEGA1_LAW, bound_verdict, lower_bound_verdict, omega1_verdict, upper_bound_verdict
+from harness.laws import OMEGA1_FLOOR, OMEGA1_SLOPE_MARGIN
 from harness.records import bound_record, exploratory_record, scaling_record
 from harness.sweep import run_sweep
 from harness.train import COLLAPSE_NORM_RATIO, SWISH_CAPPED, converged_verdict, downsample, fig1_point, fig1_seeds, grid_dtype, run_facts
@@ -40,17 +41,6 @@ from harness.train import COLLAPSE_NORM_RATIO, SWISH_CAPPED, converged_verdict, 
 #: ||w* - w0|| = Theta(1), so Delta K inherits the O~(m^-1/2) law of ||H|| and its log factor,
 #: which moves a local slope by ~0.1 over our widths (as HESSIAN_SLOPE_MARGIN of C2/C4).
 LINEAR_SLOPE_MARGIN = 0.10
-
-#: C11 non-linear outputs: Delta K = A + B with A = Theta(1) (the change of phi'(f)^2, Sec. 4) and
-#: B bounded by the linear-output change, O(m^-1/2) relative; B shifts log Delta K by at most
-#: ~1/sqrt(32) = 0.18 in all over ln(8192/32) = 5.5, a slope of ~0.03; 0.1 leaves room for that
-#: and stays far from the -1/2 of the linear law.
-OMEGA1_SLOPE_MARGIN = 0.10
-
-#: C11/C12: "Omega(1)": the kernel moves by at least 10% of its norm (C11: the lower 90% bound of the
-#: limit of Delta K = a + c m^(-1/2); C12: every seed at the curve width). The linear output's
-#: O(m^-1/2) law puts its Delta K near 0.01 at m ~ 1e4, an order of magnitude below.
-OMEGA1_FLOOR = 0.10
 
 #: C12 linear output: "stays near 0" means sup_t Delta K(t) <= 2% of ||K0|| at the curve width
 #: (>= 8192 at the default and paper tiers), twice the m^-1/2 ~ 0.011 of the law with constant 1.

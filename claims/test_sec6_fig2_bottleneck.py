@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.fit import lower_bound_verdict, power_law_fit, upper_bound_verdict
+from harness.fit import POSITIVE_LIMIT_LAW, positive_limit_verdict, upper_bound_verdict
 from harness.models import FullyConnected
-from harness.records import bound_record, scaling_record
+from harness.laws import OMEGA1_FLOOR
+from harness.records import scaling_record
 from harness.sweep import run_sweep
 from harness.train import TrainConfig, converged_verdict, grid_dtype, run_facts, train_point
 
@@ -27,9 +28,16 @@ from harness.train import TrainConfig, converged_verdict, grid_dtype, run_facts,
 #: O~(m_b^-1/2) while m_b << m. The hidden log factor moves a local slope by ~0.1, as for C2/C4.
 BOTTLENECK_SLOPE_MARGIN = 0.10
 
-#: C13 "Omega(1) at the narrowest": Delta K of at least 10% of ||K0||, the level C11 demands of a
-#: non-linear output; the wide layers alone (C11's linear output) move the kernel ~100 times less.
-NARROW_FLOOR = 0.10
+#: C13 "Omega(1) at the narrowest": the lower side of C11's verdict for a non-linear output, with
+#: its floor (harness.laws.OMEGA1_FLOOR; harness.fit.positive_limit_verdict): the lower 90% bound
+#: of the limit a of Delta K = a + c m^(-1/2) in the wide width m at least max(10% of ||K0||, half
+#: the level at the smallest m). The wide layers alone (C11's linear output) move the kernel ~100
+#: times less at these widths and fall like m^(-1/2), which this rejects (tests/test_counterfactual.py);
+#: over the 64x of the default grid a decay m^(-beta) keeps less than half for beta >= 0.17.
+#: "No growth", the other side of C11's verdict, is not the paper's claim at a bottleneck and is not
+#: judged: the slope is recorded (measured: Delta K varies by ~40% between seeds at every m, so with
+#: 12 seeds on three widths 256-4096 the slope's standard error was 0.06-0.07, its 90% CI reaching
+#: +0.1 to +0.23 while the limit's lower bound lay 2.4 standard errors above the required level).
 
 DEPTH_ACTIVATION = "tanh"
 
@@ -96,14 +104,14 @@ def test_c13_kernel_change_falls_as_the_bottleneck_widens(tier, base_seed, dtype
 def test_c13_narrowest_bottleneck_keeps_kernel_moving_at_every_width(tier, base_seed, dtype, judge, progress):
     """C13 (Sec. 4, Sec. 6): at the narrowest bottleneck Delta K = Omega(1) however wide the others.
 
-    m_b = the narrowest size of the grid, the wide layers m over ``narrow_wide_widths``: the
-    geometric mean of Delta K over seeds must stay above NARROW_FLOOR at every m. The slope of
-    Delta K in m is recorded (for the linear-output net without a bottleneck it is <= -1/2, C11).
+    m_b = the narrowest size of the grid, the wide layers m over ``narrow_wide_widths``: Delta K in m
+    judged by a positive limit in m (the Omega(1) side of C11's verdict for a non-linear output).
+    For the net without a bottleneck (C11's linear output) Delta K falls like m^(-1/2).
     """
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)
     narrow = min(grid.bottleneck_sizes)
-    seeds = tuple(base_seed + i for i in range(grid.bottleneck_seeds))
+    seeds = tuple(base_seed + i for i in range(grid.narrow_seeds))
     results = []
 
     def measure(wide, seed):
@@ -112,33 +120,24 @@ def test_c13_narrowest_bottleneck_keeps_kernel_moving_at_every_width(tier, base_
         return {"delta_k": r.delta_k}
 
     series = run_sweep(grid.narrow_wide_widths, seeds, measure, progress, f"C13 narrowest m_b = {narrow}")
-    levels = {w: float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid.narrow_wide_widths}
-    worst_width = min(levels, key=levels.get)
-    worst = levels[worst_width]
-    # The trend in m is recorded when the grid has the widths for a slope (3 or more).
-    fit = power_law_fit(series.widths, series.values["delta_k"], series.seeds) if len(levels) >= 3 else None
-    verdict = lower_bound_verdict(worst, NARROW_FLOOR, f"smallest geometric-mean Delta K over m (at m = {worst_width})")
-    verdict = converged_verdict(verdict, results, moving_kernel=True)
+    fit = series.fit("delta_k")
+    verdict = converged_verdict(positive_limit_verdict(fit, OMEGA1_FLOOR), results, moving_kernel=True)
     judge(
-        bound_record(
+        scaling_record(
             "C13",
             f"narrowest-mb{narrow}",
-            title=f"Fig. 2: Delta K = Omega(1) at m_b = {narrow} for every wide width m",
-            quantity=f"min over m of the geometric mean of Delta K at m_b = {narrow}",
-            law=f"Delta K >= {NARROW_FLOOR:g} at every m",
-            worst=worst,
-            limit=NARROW_FLOOR,
+            title=f"Fig. 2: Delta K = Omega(1) in the wide width m at m_b = {narrow}",
+            quantity="delta_k",
+            law=POSITIVE_LIMIT_LAW,
+            target=None,
+            margin=None,
+            fit=fit,
             verdict=verdict,
-            samples=len(series.widths),
-            direction="at_least",
-            scale_dependent=True,
+            floor=OMEGA1_FLOOR,
             extra={
                 "network": f"3 hidden {DEPTH_ACTIVATION} layers (m, {narrow}, m), linear output, all trained",
-                "levels_geometric_mean": {str(w): v for w, v in levels.items()},
-                "smallest_level": worst,
-                "slope_in_m": fit.slope if fit else None,
-                "slope_in_m_ci95": list(fit.ci95) if fit else None,
-                "points": [{"width": w, "seed": s, "value": v} for w, s, v in zip(series.widths, series.seeds, series.values["delta_k"])],
+                "bottleneck_width": narrow,
+                "levels_geometric_mean": {str(w): float(np.exp(np.mean(np.log(series.at("delta_k", w))))) for w in grid.narrow_wide_widths},
                 **_facts(results),
             },
         )

@@ -56,6 +56,8 @@ OMEGA_LIMIT_FRACTION = 0.5
 
 #: The law an Omega(1) record states (see ``omega1_verdict``).
 OMEGA1_LAW = "Omega(1): limit a of a + c m^(-1/2) >= max(floor, 1/2 mean at the smallest m); slope <= +margin"
+#: The law of ``positive_limit_verdict``: the lower side of OMEGA1_LAW alone.
+POSITIVE_LIMIT_LAW = "Omega(1): limit a of a + c m^(-1/2) >= max(floor, 1/2 mean at the smallest m)"
 
 
 class FitError(ValueError):
@@ -309,24 +311,17 @@ def upper_bound_verdict(fit: PowerLawFit, target: float, delta: float) -> Verdic
     return Verdict(INCONCLUSIVE, f"{text}: straddles the bound", **power)
 
 
-def omega1_verdict(fit: PowerLawFit, delta: float, floor: float) -> Verdict:
-    """Omega(1): a positive infinite-width limit, and no growth.
-
-    The limit a of ``y = a + c m^(-1/2)`` (``limit_fit``) must have the lower end of its 90% CI
-    (one-sided 95%) above ``max(floor, OMEGA_LIMIT_FRACTION * mean at the smallest width)``: the
-    absolute floor says the limit is not round-off, the relative one that it is most of what was
-    measured rather than the remnant of a decay. The upper end of the slope's 90% CI must be at most
-    ``+delta`` (Theta(1), not growing). The slope is recorded; it no longer decides the lower side.
-    """
-    _check_margin(delta)
+def positive_limit_verdict(fit: PowerLawFit, floor: float) -> Verdict:
+    """Omega(1) as a positive infinite-width limit: the limit a of ``y = a + c m^(-1/2)``
+    (``limit_fit``) must have the lower end of its 90% CI (one-sided 95%) above
+    ``max(floor, OMEGA_LIMIT_FRACTION * mean at the smallest width)``: the absolute floor says the
+    limit is not round-off, the relative one that it is most of what was measured rather than the
+    remnant of a decay. The slope is recorded and does not decide."""
     if not floor > 0:
         raise ValueError(f"the floor of an Omega(1) claim must be positive, got {floor!r}")
     limit = limit_fit(fit.widths, fit.values)
     required = max(floor, OMEGA_LIMIT_FRACTION * fit.level_at_smallest())
     a_lo, a_hi = limit.limit_ci90
-    s_lo, s_hi = fit.ci90
-    p_limit = p_confirm_above(limit.limit, limit.limit_stderr, limit.dof, required)
-    p_slope = p_confirm_below(fit.slope, fit.stderr, fit.dof, delta)
     details = {
         "limit": limit.limit,
         "limit_stderr": limit.limit_stderr,
@@ -337,19 +332,38 @@ def omega1_verdict(fit: PowerLawFit, delta: float, floor: float) -> Verdict:
         "level_at_smallest": fit.level_at_smallest(),
         "correction": limit.correction,
     }
-    edge = min(
-        _edge(limit.limit_ci90, limit.limit_stderr, required, math.inf),
-        _edge(fit.ci90, fit.stderr, -math.inf, delta),
-    )
-    power = {"p_confirm": p_limit * p_slope, "edge_se": edge, "details": details}
+    power = {
+        "p_confirm": p_confirm_above(limit.limit, limit.limit_stderr, limit.dof, required),
+        "edge_se": _edge(limit.limit_ci90, limit.limit_stderr, required, math.inf),
+        "details": details,
+    }
     text = (
         f"limit a = {limit.limit:.3g}, 90% CI [{a_lo:.3g}, {a_hi:.3g}] vs required {required:.3g} "
         f"(max of floor {floor:.3g} and {OMEGA_LIMIT_FRACTION:g} x mean {fit.level_at_smallest():.3g} at "
-        f"m={min(fit.widths):g}); slope {fit.slope:+.3f}, 90% CI [{s_lo:+.3f}, {s_hi:+.3f}] vs bound {delta:+.3f}"
+        f"m={min(fit.widths):g})"
     )
-    if a_hi < required or s_lo > delta:
+    if a_hi < required:
+        return Verdict(REFUTED, f"{text}: below", **power)
+    if a_lo >= required:
+        return Verdict(CONFIRMED, f"{text}: above", **power)
+    return Verdict(INCONCLUSIVE, f"{text}: undecided", **power)
+
+
+def omega1_verdict(fit: PowerLawFit, delta: float, floor: float) -> Verdict:
+    """Omega(1) and no growth (Theta(1)): ``positive_limit_verdict``, and the upper end of the
+    slope's 90% CI at most ``+delta``. The slope no longer decides the lower side."""
+    _check_margin(delta)
+    limit = positive_limit_verdict(fit, floor)
+    s_lo, s_hi = fit.ci90
+    power = {
+        "p_confirm": limit.p_confirm * p_confirm_below(fit.slope, fit.stderr, fit.dof, delta),
+        "edge_se": min(limit.edge_se, _edge(fit.ci90, fit.stderr, -math.inf, delta)),
+        "details": limit.details,
+    }
+    text = f"{limit.reason.rsplit(': ', 1)[0]}; slope {fit.slope:+.3f}, 90% CI [{s_lo:+.3f}, {s_hi:+.3f}] vs bound {delta:+.3f}"
+    if limit.verdict == REFUTED or s_lo > delta:
         return Verdict(REFUTED, f"{text}: fails", **power)
-    if a_lo >= required and s_hi <= delta:
+    if limit.verdict == CONFIRMED and s_hi <= delta:
         return Verdict(CONFIRMED, f"{text}: holds", **power)
     return Verdict(INCONCLUSIVE, f"{text}: undecided", **power)
 

@@ -34,3 +34,15 @@ OMEGA_SLOPE_MARGIN = 0.20
 #: inputs; a linear-output net at the largest shallow width has ||H|| ~ 0.002 (Eq. 5:
 #: 0.77/sqrt(1e5)): a limit above 0.01 is of order one, not vanishing.
 OMEGA_FLOOR = 0.01
+
+#: C11 non-linear outputs (and C13's narrowest bottleneck, C15): Delta K = A + B with A = Theta(1)
+#: (the change of phi'(f)^2, Sec. 4; at a bottleneck, of the layers around it) and B bounded by the
+#: wide layers' linear-output change, O(m^-1/2) relative; B shifts log Delta K by at most
+#: ~1/sqrt(32) = 0.18 in all over ln(8192/32) = 5.5, a slope of ~0.03; 0.1 leaves room for that
+#: and stays far from the -1/2 of the linear law.
+OMEGA1_SLOPE_MARGIN = 0.10
+
+#: C11-C13, C15: "Omega(1)": the kernel moves by at least 10% of its norm (the lower 90% bound of the
+#: limit of Delta K = a + c m^(-1/2); C12: every seed at the curve width). The linear output's
+#: O(m^-1/2) law puts its Delta K near 0.01 at m ~ 1e4, an order of magnitude below.
+OMEGA1_FLOOR = 0.10

@@ -112,7 +112,10 @@ def estimates(tier: Tier) -> list[Estimate]:
         out.append(Estimate("training, one hidden layer", "C11, C12, C14-C16", f"fc {d}-{m}-{c}", p, (6 * p + 4 * factors) * t_item, traffic))
         wide, mbs = g.bottleneck_wide, g.bottleneck_sizes
         p2 = _mlp_params(g.input_dim, (wide, max(mbs), wide))
-        traffic = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g.bottleneck_seeds * steps * GD_STEP_TRAFFIC * t_item
+        # The sweep in m_b, then the narrowest m_b over the wide widths (C13's Omega(1) limit in m).
+        weights = sum(_mlp_params(d, (wide, b, wide)) for b in mbs) * g.bottleneck_seeds
+        weights += sum(_mlp_params(d, (w, min(mbs), w)) for w in g.narrow_wide_widths) * g.narrow_seeds
+        traffic = weights * steps * GD_STEP_TRAFFIC * t_item
         out.append(Estimate("training, bottleneck", "C13", f"fc {d}-{wide}-{max(mbs)}-{wide}", p2, (6 * p2 + 4 * n * (2 * wide + max(mbs))) * t_item, traffic))
     if "theory" in tier.groups:
         g = tier.grid("theory")

@@ -75,7 +75,8 @@ class TrainingGrid:
       curve_width: the width of Fig. 1 right's Delta K(t) curves (C12, one of fig1_widths).
       bottleneck_wide, bottleneck_sizes, bottleneck_seeds: Fig. 2 (C13): three hidden layers
         (wide, m_b, wide).
-      narrow_wide_widths: wide widths at which C13's narrowest bottleneck is trained.
+      narrow_wide_widths, narrow_seeds: wide widths and seeds at which C13's narrowest bottleneck is
+        trained (its Omega(1) limit in m).
       convergence_widths, convergence_max_steps: Theorem 5.1 (C15).
       linear_model_widths: widths of C16's linear model and its network partner (Fig. 1 runs).
       dtype: the dtype of the training runs if not the tier's (None: the tier's).
@@ -99,6 +100,7 @@ class TrainingGrid:
     bottleneck_sizes: tuple[int, ...]
     bottleneck_seeds: int
     narrow_wide_widths: tuple[int, ...]
+    narrow_seeds: int
     convergence_widths: tuple[int, ...]
     convergence_max_steps: int
     linear_model_widths: tuple[int, ...]
@@ -294,7 +296,9 @@ TIERS: dict[str, Tier] = {
                 bottleneck_wide=64,
                 bottleneck_sizes=(2, 4, 8),
                 bottleneck_seeds=2,
-                narrow_wide_widths=(128,),
+                # The Omega(1) limit in m needs three widths.
+                narrow_wide_widths=(32, 64, 128),
+                narrow_seeds=2,
                 convergence_widths=(16, 64, 256),
                 convergence_max_steps=1000,
                 linear_model_widths=(64,),
@@ -484,7 +488,11 @@ TIERS: dict[str, Tier] = {
                 bottleneck_wide=1024,
                 bottleneck_sizes=(3, 5, 10, 50, 100),
                 bottleneck_seeds=4,
-                narrow_wide_widths=(256, 1024, 4096),
+                # C13's narrowest bottleneck: 64x in m (a positive limit over 16x would accept decays
+                # up to m^-0.18; the small widths are cheap). With 16 seeds the limit's edge was 6.8,
+                # 2.0, 2.2 at base seeds 0, 230161, 350213: 28 seeds scale 2.0 to 3.2.
+                narrow_wide_widths=(64, 256, 1024, 4096),
+                narrow_seeds=28,
                 convergence_widths=(32, 128, 512, 2048, 8192),
                 # C13 and C15 train to the tolerance: the slowest run seen needed more than 4000 steps
                 # (C13 at m_b = 3, base seed 230161: relative loss 3.5e-6 at 4000).
@@ -594,6 +602,7 @@ TIERS: dict[str, Tier] = {
                 bottleneck_sizes=(3, 5, 10, 50, 100, 500, 1000),
                 bottleneck_seeds=8,
                 narrow_wide_widths=(1000, 10000, 100000),
+                narrow_seeds=16,
                 convergence_widths=(30, 100, 1000, 10000, 100000, 1000000),
                 convergence_max_steps=10000,
                 linear_model_widths=(1000, 10000),
@@ -646,7 +655,7 @@ DRY_RUN_WIDTHS = 3
 _DRY_RUN_SEED_FLOORS = {"limit_seeds": 2}
 #: Grid entries that count seeds (every other integer entry is a size or a cap and is kept).
 _SEED_KEYS = frozenset(
-    {"seeds", "linear_seeds", "softmax_seeds", "bottleneck_seeds", "bound_seeds", "param_seeds", "limit_seeds",
+    {"seeds", "linear_seeds", "softmax_seeds", "bottleneck_seeds", "narrow_seeds", "bound_seeds", "param_seeds", "limit_seeds",
      "hessian_seeds", "kernel_seeds", "exploratory_seeds"}
 )
 

@@ -25,7 +25,7 @@ import claims.test_sec4_nonlinear_output as sec4
 import claims.test_sec5_convergence as sec5
 import claims.test_sec6_fig1_nonlinear_output as fig1
 import claims.test_sec6_fig2_bottleneck as fig2
-from harness.fit import CONFIRMED, equality_verdict, lower_bound_verdict, omega1_verdict, power_law_fit, upper_bound_verdict
+from harness.fit import CONFIRMED, equality_verdict, omega1_verdict, positive_limit_verdict, power_law_fit, upper_bound_verdict
 
 DATA = json.loads((Path(__file__).parent / "data" / "measured_series.json").read_text())["series"]
 
@@ -82,6 +82,8 @@ FAMILIES = [
     ("C19 error -1/2", lambda f: equality_verdict(f, -0.5, ntk.ERROR_SLOPE_MARGIN), ["C19 tanh-depth2-error"], ["C19 tanh-depth2-variance"]),
     ("C19 variance -1", lambda f: equality_verdict(f, -1.0, ntk.VARIANCE_SLOPE_MARGIN), ["C19 tanh-depth2-variance"], ["C19 tanh-depth2-error"]),
     ("C13 decreasing in m_b", lambda f: upper_bound_verdict(f, -0.5, fig2.BOTTLENECK_SLOPE_MARGIN), ["C13 vs-bottleneck-width"], []),
+    ("C13 narrowest: a positive limit in m", lambda f: positive_limit_verdict(f, fig2.OMEGA1_FLOOR), ["C13 narrowest-mb3"],
+     ["C11 linear"]),
 ]
 
 
@@ -107,4 +109,3 @@ def test_c13_rejects_a_net_without_a_bottleneck():
     bottlenecks = sorted({w for w, _, _ in points("C13 vs-bottleneck-width")})
     flat = at_fixed_width("C11 linear", 2048, bottlenecks)
     assert upper_bound_verdict(flat, -0.5, fig2.BOTTLENECK_SLOPE_MARGIN).verdict != CONFIRMED
-    assert lower_bound_verdict(min(flat.values), fig2.NARROW_FLOOR, "Delta K").verdict != CONFIRMED

@@ -24,6 +24,7 @@ from harness.fit import (
     bound_verdict,
     equality_verdict,
     omega1_verdict,
+    positive_limit_verdict,
     round_off_limit,
     upper_bound_verdict,
 )
@@ -419,6 +420,18 @@ CLAIM_CHECKS = [
 ]
 
 
+def test_c13_narrowest_check_needs_a_positive_limit_over_its_grid():
+    """C13's narrowest bottleneck is judged on the limit alone over the default grid's wide widths
+    (64x): a constant level passes, growing or not; decays m^(-1/2) and m^(-1/4) and a level below
+    the floor do not."""
+    widths = TIERS["default"].grid("training").narrow_wide_widths
+    check = lambda slope, level=0.9: positive_limit_verdict(series(slope, noise=0.4, seeds=28, level=level, widths=widths), fig2.OMEGA1_FLOOR)
+    assert check(0.0).verdict == CONFIRMED and check(0.1).verdict == CONFIRMED
+    for slope in (-0.5, -0.25):
+        assert check(slope).verdict != CONFIRMED, slope
+    assert check(0.0, level=0.5 * fig2.OMEGA1_FLOOR).verdict != CONFIRMED
+
+
 @pytest.mark.parametrize("name,check,right,wrong", CLAIM_CHECKS, ids=[c[0] for c in CLAIM_CHECKS])
 def test_each_training_claim_check_rejects_a_wrong_exponent(name, check, right, wrong):
     for slope in right:
@@ -438,8 +451,6 @@ def test_level_checks_reject_the_wrong_side():
     assert bound_verdict(0.5 * fig1.NEAR_CONSTANT_LEVEL, fig1.NEAR_CONSTANT_LEVEL, "x").confirmed
     assert not bound_verdict(2 * fig1.NEAR_CONSTANT_LEVEL, fig1.NEAR_CONSTANT_LEVEL, "x").confirmed
     assert not bound_verdict(fig1.OMEGA1_FLOOR / (0.5 * fig1.OMEGA1_FLOOR), 1.0, "x").confirmed
-    # C13: the narrowest bottleneck's level must clear the floor.
-    assert not bound_verdict(fig2.NARROW_FLOOR / (0.9 * fig2.NARROW_FLOOR), 1.0, "x").confirmed
     # C16: constant within round-off, and the network's kernel measurably moving.
     tol = round_off_limit(jnp.float64)
     assert sec2.constant_kernel_verdict(0.0, 1e-2, tol).confirmed
