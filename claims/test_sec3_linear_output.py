@@ -144,7 +144,7 @@ def test_c1_shallow_hessian_is_block_diagonal(activation, input_dim, train_outpu
 
 # ------------------------------------------------------------------------------------------------
 # C2
-@pytest.mark.parametrize("activation,input_dim", [("tanh", 1), ("swish", 1)], ids=["tanh-d1", "swish-d1"])
+@pytest.mark.parametrize("activation,input_dim", [("tanh", 1), ("swish", 1), ("tanh", 4)], ids=["tanh-d1", "swish-d1", "tanh-d4"])
 def test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width(activation, input_dim, tier, base_seed, dtype, judge, progress):
     """C2 (Sec. 3.1, Eq. 5): ||H|| = max_i |v_i sigma''(w_i x)| x^2 / sqrt(m) = O(1/sqrt m).
 

@@ -33,19 +33,22 @@ BOTTLENECK_GRADIENT_FLOOR = 0.05
 GRADIENT_SEED_FACTOR = 16
 
 
-@pytest.mark.parametrize("bottleneck", [1, 3], ids=["mb1", "mb3"])
-def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_seed, dtype, judge, progress):
+@pytest.mark.parametrize("bottleneck,linear", [(1, False), (3, False), (1, True)], ids=["mb1", "mb3", "mb1-linear"])
+def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, linear, tier, base_seed, dtype, judge, progress):
     """C9 (Sec. 4, Table 1): with a bottleneck of width m_b, ||H|| = O~(1) in m (no decay), while
     ||df/dalpha_b||_inf = O~(1) at the bottleneck and the wide layers' infinity-norms fall as m^(-1/2).
+    ``linear``: the bottleneck layer has no activation (Sec. 1: "even if it is linear"); its
+    d^2 f / dz_b^2 = sum_i v_i sigma''(.) w_i^2 / sqrt(m) over the wide layer above is still O(1).
     """
     grid = tier.grid("sec4")
     if bottleneck not in grid.bottleneck_sizes:
         pytest.skip(f"bottleneck width {bottleneck} is not in the {tier.name} tier")
     d = tier.input_dim
+    name = f"mb{bottleneck}" + ("-linear" if linear else "")
     grads_fn = {}
 
     def hessian_point(width, seed):
-        net = bottleneck_network(width, bottleneck, d)
+        net = bottleneck_network(width, bottleneck, d, linear)
         return {
             "hessian_norm": measure.max_hessian_norm(
                 net, seed, width, dtype, n_inputs=N_INPUTS, tol=tier.lanczos_tol, max_iters=tier.lanczos_max_iters
@@ -53,7 +56,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
         }
 
     def gradient_point(width, seed):
-        net = bottleneck_network(width, bottleneck, d)
+        net = bottleneck_network(width, bottleneck, d, linear)
         if net not in grads_fn:
             grads_fn[net] = jax.jit(net.activation_gradients)
         params, fixed = measure.weights(net, seed, width, dtype)
@@ -67,20 +70,20 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
 
     widths = grid.bottleneck_widths
     seeds = bottleneck_seeds(tier, base_seed)
-    series = run_sweep(widths, seeds, hessian_point, progress, f"C9 mb{bottleneck} Hessian")
+    series = run_sweep(widths, seeds, hessian_point, progress, f"C9 {name} Hessian")
     # Gradients are measured on GRADIENT_SEED_FACTOR times the seeds: every entry below the
     # bottleneck carries the same random O(1) factor sigma'(z_b) df/dalpha_b (Sec. 4), so these
     # quantities spread like one Gaussian variable per network, and a gradient costs little.
     gradient_seeds = tuple(base_seed + i for i in range(GRADIENT_SEED_FACTOR * len(seeds)))
-    gradients = run_sweep(widths, gradient_seeds, gradient_point, progress, f"C9 mb{bottleneck} gradients")
+    gradients = run_sweep(widths, gradient_seeds, gradient_point, progress, f"C9 {name} gradients")
     fit_h = series.fit("hessian_norm")
     fit_b = gradients.fit("bottleneck_inf_norm")
-    extra = {"bottleneck": bottleneck, "hidden": "[m, m_b, m]", "activation": "tanh"}
+    extra = {"bottleneck": bottleneck, "hidden": "[m, m_b, m]", "activation": "tanh" + (", none at the bottleneck" if linear else "")}
     records = [
         scaling_record(
             "C9",
-            f"mb{bottleneck}-hessian",
-            title=f"bottleneck m_b = {bottleneck}: ||H|| = O~(1) in m (Sec 4)",
+            f"{name}-hessian",
+            title=f"{'linear ' if linear else ''}bottleneck m_b = {bottleneck}: ||H|| = O~(1) in m (Sec 4)",
             quantity=f"max over {N_INPUTS} inputs of ||H||",
             law=OMEGA1_LAW,
             target=0.0,
@@ -92,7 +95,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
         ),
         scaling_record(
             "C9",
-            f"mb{bottleneck}-bottleneck-grad",
+            f"{name}-bottleneck-grad",
             title=f"bottleneck m_b = {bottleneck}: ||df/dalpha_b||_inf = O~(1) (Sec 4)",
             quantity="||df/dalpha_b||_inf at the bottleneck layer",
             law=OMEGA1_LAW,
@@ -113,7 +116,7 @@ def test_c9_bottleneck_keeps_the_hessian_of_order_one(bottleneck, tier, base_see
     records.append(
         scaling_record(
             "C9",
-            f"mb{bottleneck}-layer1-inf",
+            f"{name}-layer1-inf",
             title=f"bottleneck m_b = {bottleneck}: wide layer 1 ||df/dalpha||_inf / ||df/dalpha||_2 = O~(1/sqrt m)",
             quantity="||df/dalpha_1||_inf / (||df/dalpha_1||_2 E[max of m |N(0,1)|])",
             law="slope = -1/2",

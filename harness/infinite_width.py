@@ -325,6 +325,8 @@ def infinite_width_ntk(
         )
     if net.head != "linear":
         raise ValueError(f"the deterministic limit needs a linear head, got head={net.head!r}")
+    if net.linear_layers:
+        raise ValueError(f"the recursion here has one activation in every layer, got linear layers {net.linear_layers}")
     x = np.asarray(xs, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != net.input_dim:
         raise ValueError(f"xs must have shape (n, {net.input_dim}), got {x.shape}")

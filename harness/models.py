@@ -106,6 +106,8 @@ class FullyConnected:
         linear in its trained weights: Prop. 2.1, claim C16).
       train_output: whether the output layer is trained (False for the shallow net of Sec. 3.1).
       output_init: ``"gaussian"`` (N(0, 1)) or ``"sign"`` (v_i uniform in {-1, +1}, Sec. 3.1).
+      linear_layers: hidden layers l (1-based) with the identity in place of the activation, e.g. a
+        linear bottleneck (Sec. 1: a bottleneck breaks linearity "even if it is linear").
     """
 
     input_dim: int
@@ -117,9 +119,11 @@ class FullyConnected:
     train_hidden: bool = True
     train_output: bool = True
     output_init: str = "gaussian"
+    linear_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_widths", tuple(self.hidden_widths))
+        object.__setattr__(self, "linear_layers", tuple(self.linear_layers))
         _known("activation", self.activation, tuple(ACTIVATIONS))
         _known("output head", self.head, HEADS)
         _known("parameterization", self.parameterization, PARAMETERIZATIONS)
@@ -129,6 +133,9 @@ class FullyConnected:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not self.hidden_widths:
             raise ValueError("hidden_widths must name at least one hidden layer")
+        bad = [l for l in self.linear_layers if not isinstance(l, int) or isinstance(l, bool) or not 1 <= l <= len(self.hidden_widths)]
+        if bad:
+            raise ValueError(f"linear_layers must be hidden layer numbers 1..{len(self.hidden_widths)}, got {bad!r}")
         for width in self.hidden_widths:
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ValueError(f"every hidden width must be an integer >= 1, got {width!r}")
@@ -185,7 +192,8 @@ class FullyConnected:
 
     def describe(self) -> str:
         widths = "-".join(str(m) for m in self.hidden_widths)
-        return f"fc[{self.activation}; {widths}; head={self.head}; {self.parameterization}]"
+        linear = f"; linear layers {','.join(map(str, self.linear_layers))}" if self.linear_layers else ""
+        return f"fc[{self.activation}{linear}; {widths}; head={self.head}; {self.parameterization}]"
 
     # ----------------------------------------------------------------------------------------------
     # Initialization
@@ -254,7 +262,7 @@ class FullyConnected:
                 z = z + pre_taps[l]
             if name == "V":
                 return z, inputs
-            a = act(z)
+            a = z if l + 1 in self.linear_layers else act(z)
             if post_taps is not None:
                 a = a + post_taps[l]
         raise AssertionError("unreachable")

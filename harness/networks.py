@@ -29,11 +29,20 @@ def section4_network(kind: str, width: int, head: str, input_dim: int) -> FullyC
     raise ValueError(f"unknown network kind {kind!r}; valid: shallow, deep")
 
 
+def section4_widths(tier, kind: str, head: str) -> tuple[int, ...]:
+    """The widths of C8's sweep: the shallow grid, or the depth-2 grid of C4 unless the tier gives
+    the head a grid of its own (``Sec4Grid.deep_head_grids``)."""
+    grid = tier.grid("sec4")
+    if kind == "shallow":
+        return grid.shallow_widths
+    return dict(grid.deep_head_grids).get(head, tier.deep_widths[2])
+
+
 def section4_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = True) -> dict[int, tuple[int, ...]]:
     """The seeds of C8's sweeps by width (``seeds_by_width``; Table 1 reuses the deep swish ones):
     the head's own count where the tier sizes it ("C8 shallow-swish"), else the kind's ("C8 deep"). A
     record that is measured but not judged needs no power: a quarter of the seeds (at least 2)."""
-    widths = tier.grid("sec4").shallow_widths if kind == "shallow" else tier.deep_widths[2]
+    widths = section4_widths(tier, kind, head)
     count = tier.sweep_seed_count(f"C8 {kind}", tier.n_hessian_seeds)
     sized = f"C8 {kind}-{head}"
     if sized in SIZED_SWEEPS:
@@ -41,9 +50,10 @@ def section4_seeds(tier, kind: str, head: str, base_seed: int, judged: bool = Tr
     return seeds_by_width(widths, base_seed, count if judged else max(2, count // 4))
 
 
-def bottleneck_network(width: int, bottleneck: int, input_dim: int) -> FullyConnected:
-    """Three hidden tanh layers [m, m_b, m], all trained, linear output (paper Sec. 4 and Fig. 2)."""
-    return FullyConnected(input_dim, (width, bottleneck, width), "tanh")
+def bottleneck_network(width: int, bottleneck: int, input_dim: int, linear: bool = False) -> FullyConnected:
+    """Three hidden tanh layers [m, m_b, m], all trained, linear output (paper Sec. 4 and Fig. 2);
+    ``linear``: the bottleneck layer without its activation (Sec. 1: "even if it is linear")."""
+    return FullyConnected(input_dim, (width, bottleneck, width), "tanh", linear_layers=(2,) if linear else ())
 
 
 def bottleneck_seeds(tier, base_seed: int) -> tuple[int, ...]:

@@ -82,3 +82,16 @@ def test_the_dry_run_skips_unconfirmed_slopes_but_fails_identities():
     assert judgement([slope], dry.judged)[0] == "skip"
     assert judgement([slope, identity], dry.judged)[0] == "fail"
     assert judgement([slope], dataclasses.replace(dry, name="paper").judged)[0] == "fail"
+
+
+def test_a_deep_head_with_a_grid_of_its_own_is_swept_and_seeded_on_it():
+    from harness.networks import section4_seeds, section4_widths
+
+    paper, default = get_tier("paper"), get_tier("default")
+    assert section4_widths(paper, "deep", "sigmoid") == (1024, 4096, 10000)
+    assert set(section4_seeds(paper, "deep", "sigmoid", 0)) == {1024, 4096, 10000}
+    assert section4_widths(paper, "deep", "swish") == paper.deep_widths[2]
+    assert section4_widths(default, "deep", "sigmoid") == default.deep_widths[2]
+    heads = {"swish", "tanh", "sigmoid", "softmax"}
+    for name in ("smoke", "default", "paper"):
+        assert {head for head, _ in get_tier(name).grid("sec4").deep_head_grids} <= heads

@@ -25,6 +25,8 @@ from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sphere_
         ({"parameterization": "mup"}, "unknown parameterization"),
         ({"input_dim": 0}, "input_dim must be an integer >= 1"),
         ({"train_hidden": False, "train_output": False}, "at least one layer"),
+        ({"linear_layers": (2,)}, "linear_layers must be hidden layer numbers 1..1"),
+        ({"linear_layers": (0,)}, "linear_layers must be hidden layer numbers 1..1"),
     ],
 )
 def test_bad_network_descriptions_are_clear_value_errors(kwargs, match):
@@ -48,6 +50,21 @@ def test_same_key_same_weights_and_shapes():
     assert all(bool(jnp.all(p1[k] == p2[k])) for k in p1)
     assert not bool(jnp.all(p1["W1"] == p3["W1"]))
     assert net.num_params == 8 * 3 + 5 * 8 + 2 * 5
+
+
+def test_a_linear_layer_has_no_activation():
+    """[m, m_b, m] with a linear bottleneck: alpha_2 = z_2 exactly, the other layers keep tanh."""
+    net = FullyConnected(2, (6, 1, 6), "tanh", linear_layers=(2,))
+    params, fixed = net.init(jax.random.key(1))
+    x = jnp.array([0.3, -0.8])
+    a1 = jnp.tanh(params["W1"] @ x / math.sqrt(2))
+    a2 = params["W2"] @ a1 / math.sqrt(6)
+    a3 = jnp.tanh(params["W3"] @ a2 / math.sqrt(1))
+    expected = params["V"] @ a3 / math.sqrt(6)
+    assert float(net.apply(params, fixed, x)) == pytest.approx(float(expected), rel=1e-13)
+    with_tanh = FullyConnected(2, (6, 1, 6), "tanh")
+    assert float(with_tanh.apply(params, fixed, x)) != pytest.approx(float(expected), rel=1e-6)
+    assert "linear layers 2" in net.describe() and net != with_tanh
 
 
 def test_shallow_network_is_eq4():
