@@ -18,7 +18,7 @@ import pytest
 from harness.fit import bound_verdict, equality_verdict, expected_max_abs_normal, round_off_limit, upper_bound_verdict
 from harness.hessian import hessian_matrix, hessian_spectral_norm
 from harness.kernel import infinite_width_shallow_diagonal, kernel_diagonal
-from harness.models import ACTIVATIONS, FullyConnected, shallow_network
+from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sup_abs_second_derivative
 from harness.records import bound_record, scaling_record
 from harness import measure as measure_at
 from harness.laws import HESSIAN_SLOPE_MARGIN, INF_NORM_SLOPE_MARGIN, KERNEL_SLOPE_MARGIN
@@ -53,19 +53,6 @@ def _seeds(tier, base_seed, hessian=False):
 def _input(seed: int, width: int, dim: int, dtype) -> jax.Array:
     """The first input of a (width, seed) point (harness.measure's convention)."""
     return measure_at.inputs(seed, width, dim, 1, dtype)[0]
-
-
-def _sup_abs_second_derivative(activation: str) -> float:
-    """beta_sigma = sup |sigma''| (Eq. 5): grid search on [-10, 10], then refined to round-off."""
-    from scipy.optimize import minimize_scalar
-
-    d2 = jax.jit(jax.grad(jax.grad(ACTIVATIONS[activation])))
-    z = np.linspace(-10.0, 10.0, 20001)
-    values = np.abs(np.asarray(jax.vmap(d2)(jnp.asarray(z))))
-    i = int(np.argmax(values))
-    lo, hi = z[max(i - 1, 0)], z[min(i + 1, len(z) - 1)]
-    best = minimize_scalar(lambda t: -abs(float(d2(t))), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
-    return max(float(values[i]), -float(best.fun))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -151,7 +138,7 @@ def test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width(activation, input_d
     Measured by Lanczos on Hessian-vector products; each point is also compared with the exact
     value of Eq. 5 (the Hessian is diagonal), and with the bound beta_sigma C^2 / sqrt(m).
     """
-    beta = _sup_abs_second_derivative(activation)
+    beta = sup_abs_second_derivative(activation)
     act2 = jax.jit(jax.vmap(jax.grad(jax.grad(ACTIVATIONS[activation]))))
 
     def measure(width, seed):

@@ -319,6 +319,19 @@ class FullyConnected:
         return jax.grad(out)(post)
 
 
+def sup_abs_second_derivative(activation: str) -> float:
+    """beta_sigma = sup |sigma''| (Eq. 5): grid search on [-10, 10], then refined to round-off."""
+    from scipy.optimize import minimize_scalar
+
+    d2 = jax.jit(jax.grad(jax.grad(ACTIVATIONS[activation])))
+    z = np.linspace(-10.0, 10.0, 20001)
+    values = np.abs(np.asarray(jax.vmap(d2)(jnp.asarray(z))))
+    i = int(np.argmax(values))
+    lo, hi = z[max(i - 1, 0)], z[min(i + 1, len(z) - 1)]
+    best = minimize_scalar(lambda t: -abs(float(d2(t))), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+    return max(float(values[i]), -float(best.fun))
+
+
 def shallow_network(width: int, input_dim: int = 1, activation: str = "tanh", head: str = "linear") -> FullyConnected:
     """The shallow network of Sec. 3.1, Eq. 4: ``f = (1/sqrt m) sum_i v_i sigma(w_i . x / sqrt d)``.
 

@@ -120,6 +120,11 @@ def estimates(tier: Tier) -> list[Estimate]:
     if "theory" in tier.groups:
         g = tier.grid("theory")
         out.append(_hessian_family("Prop. 2.2 segments", "C17", d, lambda w: (w, w), g.bound_widths, 28 * g.bound_seeds, tier, itemsize))
+        # C20: shallow nets with 1-d inputs (m weights), 2 heads x 3 starts x 2 signs of ascent per point.
+        m = max(tier.shallow_widths)
+        ascents = 2 * 3 * 2 * (g.taylor_steps + 1) * g.taylor_seeds
+        traffic = sum(tier.shallow_widths) * ascents * GD_STEP_TRAFFIC * itemsize
+        out.append(Estimate("Taylor remainder", "C20", f"fc 1-{m}", m, 6 * m * itemsize, traffic))
     if "architectures" in tier.groups:
         out += [_architecture_family(name, tier, itemsize) for name in CONV_ARCHITECTURES]
     return out

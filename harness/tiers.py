@@ -120,6 +120,8 @@ class TheoryGrid:
       param_seeds: C18's seeds (standard vs NTK parameterization on C4's depth-2 widths).
       limit_widths, limit_seeds, limit_points: C19's widths, seeds and inputs (kernels only).
       pd_points: points on the sphere at which C19's limiting kernel is checked positive definite.
+      taylor_seeds, taylor_radius, taylor_steps: C20's seeds per width (the shallow widths), the
+        radius R of the ball and the ascent steps from each start (``harness.taylor``).
     """
 
     bound_widths: tuple[int, ...]
@@ -130,6 +132,9 @@ class TheoryGrid:
     limit_seeds: int
     limit_points: int
     pd_points: int
+    taylor_seeds: int
+    taylor_radius: float
+    taylor_steps: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +322,9 @@ TIERS: dict[str, Tier] = {
                 limit_seeds=8,
                 limit_points=6,
                 pd_points=12,
+                taylor_seeds=2,
+                taylor_radius=1.0,
+                taylor_steps=10,
             ),
             # Tiny images and signals, for wiring.
             "architectures": ArchitecturesGrid(
@@ -517,6 +525,13 @@ TIERS: dict[str, Tier] = {
                 limit_seeds=32,
                 limit_points=8,
                 pd_points=16,
+                # C20 on the shallow net (C2's widths), gradients only. With 16 seeds the edges were
+                # 439 (linear output) and 14.3 (swish, whose remainder varies with phi''(f(w0))) at
+                # base seed 0; with 4, swish's were 9.6, 2.9 and 7.8 at base seeds 0, 230161, 350213:
+                # 8 seeds scale 2.9 to (2.9 + 1.645) sqrt(2) - 1.645 = 4.8.
+                taylor_seeds=8,
+                taylor_radius=1.0,
+                taylor_steps=30,
             ),
             # C6 and X1-X3 (claims/test_appH_architectures.py): 146 s wall, 149 s CPU measured on the
             # shared 2-core CPU (load 3-4). Compiling the Lanczos loop and the kernel (~3-5 s per new
@@ -628,6 +643,9 @@ TIERS: dict[str, Tier] = {
                 limit_seeds=32,
                 limit_points=8,
                 pd_points=16,
+                taylor_seeds=16,
+                taylor_radius=1.0,
+                taylor_steps=30,
             ),
             # C6 and X1-X3 on a GPU in float32: 16x16 images for the CNN and the ResNet (4 blocks),
             # channels to 512 (the mixed net, on signals of length 32, to 1024).
@@ -665,7 +683,7 @@ DRY_RUN_WIDTHS = 3
 _DRY_RUN_SEED_FLOORS = {"limit_seeds": 2}
 #: Grid entries that count seeds (every other integer entry is a size or a cap and is kept).
 _SEED_KEYS = frozenset(
-    {"seeds", "linear_seeds", "softmax_seeds", "bottleneck_seeds", "narrow_seeds", "bound_seeds", "param_seeds", "limit_seeds",
+    {"seeds", "linear_seeds", "softmax_seeds", "bottleneck_seeds", "narrow_seeds", "bound_seeds", "param_seeds", "limit_seeds", "taylor_seeds",
      "hessian_seeds", "kernel_seeds", "exploratory_seeds"}
 )
 

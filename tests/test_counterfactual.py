@@ -82,6 +82,8 @@ FAMILIES = [
     ("C19 error -1/2", lambda f: equality_verdict(f, -0.5, ntk.ERROR_SLOPE_MARGIN), ["C19 tanh-depth2-error"], ["C19 tanh-depth2-variance"]),
     ("C19 variance -1", lambda f: equality_verdict(f, -1.0, ntk.VARIANCE_SLOPE_MARGIN), ["C19 tanh-depth2-variance"], ["C19 tanh-depth2-error"]),
     ("C13 decreasing in m_b", lambda f: upper_bound_verdict(f, -0.5, fig2.BOTTLENECK_SLOPE_MARGIN), ["C13 vs-bottleneck-width"], []),
+    ("C20 remainder -1/2", hessian_check, ["C20 linear-remainder"], ["C20 swish-remainder"]),
+    ("C20 phi(f) remainder Omega(1)", omega_check(sec4.OMEGA_FLOOR), ["C20 swish-remainder"], ["C20 linear-remainder"]),
     ("C13 narrowest: a positive limit in m", lambda f: positive_limit_verdict(f, fig2.OMEGA1_FLOOR), ["C13 narrowest-mb3"],
      ["C11 linear"]),
 ]
