@@ -89,7 +89,7 @@ def _collected(*args):
 
 def test_claim_option_and_marker_select_exactly_that_claims_tests():
     c2 = _collected("--claim", "C2")
-    assert [line.split("::")[1].split("[")[0] for line in c2] == ["test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width"] * 2
+    assert [line.split("::")[1].split("[")[0] for line in c2] == ["test_c2_shallow_hessian_norm_falls_as_inverse_sqrt_width"] * 3
     assert _collected("-m", "C2") == c2
     assert len(_collected("-k", "C2")) > len(c2)  # -k stays pytest's substring match (test_sec2_*)
     x1 = _collected("--claim", "x1")
@@ -175,9 +175,9 @@ def test_run_then_compare_reports_no_difference_and_a_planted_slope_is_named(tmp
 
     same = run_comparison([str(a), str(b)], threshold=3.0, strict=True)
     assert same["exit_code"] == 0, markdown(same)
-    assert "**No difference**: 2 records compared" in markdown(same) and same["counts"]["fingerprint_match"] == 2
+    assert "**No difference**: 3 records compared" in markdown(same) and same["counts"]["fingerprint_match"] == 3
     other_seed = run_comparison([str(a), str(tmp_path / "c")], threshold=3.0, strict=False)
-    assert other_seed["counts"]["flips"] == 0 and other_seed["counts"]["compared"] == 2, markdown(other_seed)
+    assert other_seed["counts"]["flips"] == 0 and other_seed["counts"]["compared"] == 3, markdown(other_seed)
     planted = json.loads(b.read_text())
     record = planted["records"][0]
     record["slope"] += 10 * record["stderr"]
