@@ -6,6 +6,8 @@ every figure consistently) and the report directory, draws only from what the re
 ``points`` and ``extra``), and returns the paths it wrote, or [] when its records are absent.
 
 * ``hessian_scaling.png``: ||H|| at W0 vs width for the linear-output nets (C2, C4 at R = 0).
+* ``hessian_ball.png``: C4 per net: ||H|| at W0, at the random point of B(W0, R) and at the worst
+  point the search found, means per width, with the worst point's fit.
 * ``hessian_three_kinds.png``: ||H|| vs width for the three networks of Table 1 (C10).
 
 * ``fig1_left.png``: Delta K from init to convergence vs the width m, log-log, one series per output
@@ -95,6 +97,43 @@ def hessian_scaling_figure(records: Sequence[Mapping[str, Any]], directory: Path
     path = Path(directory) / "hessian_scaling.png"
     title = "Linear output: ||H|| at W0 vs width (paper Eq. 5, Thm 3.2: slope -1/2)"
     return [path] if _plot_scaling(chosen, title, "spectral norm of the Hessian ||H||", path, reference_slope=-0.5) else []
+
+
+def ball_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
+    """C4: the Hessian norm at W0, at the random point and at the worst point found in the ball."""
+    worst = {r["variant"].rsplit("-R", 1)[0]: r for r in records if r["claim"] == "C4" and r["variant"].endswith("-worst")}
+    at_w0 = {r["variant"][: -len("-R0")]: r for r in records if r["claim"] == "C4" and r["variant"].endswith("-R0")}
+    if not worst:
+        return []
+    plt = _pyplot()
+    nets = sorted(worst)
+    fig, axes = plt.subplots(1, len(nets), figsize=(3.6 * len(nets), 3.6), dpi=120, squeeze=False)
+    for ax, net in zip(axes[0], nets):
+        r = worst[net]
+        widths = sorted({p["width"] for p in r["points"]})
+        mean = [np.mean([p["value"] for p in r["points"] if p["width"] == w]) for w in widths]
+        ax.plot(widths, mean, "o-", color="#d62728", label=f"worst found: slope {r['slope']:+.2f}")
+        random_means = r["extra"].get("random_point_mean_by_width", {})
+        if random_means:
+            ax.plot(widths, [random_means[str(int(w))] for w in widths], "s--", color="#1f77b4",
+                    label=f"random point: slope {r['extra']['random_point_slope']:+.2f}")
+        if net in at_w0:
+            r0 = at_w0[net]
+            w0_means = [np.mean([p["value"] for p in r0["points"] if p["width"] == w]) for w in widths]
+            ax.plot(widths, w0_means, "^:", color="#555555", label=f"W0: slope {r0['slope']:+.2f}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{net}, R = {r['extra']['radius']:g}", fontsize=9)
+        ax.set_xlabel("width m")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("||H||, mean over seeds")
+    fig.suptitle("C4 (Thm 3.2): the Hessian norm in the ball B(W0, R)", fontsize=10)
+    fig.tight_layout()
+    path = Path(directory) / "hessian_ball.png"
+    save_figure(fig, path)
+    plt.close(fig)
+    return [path]
 
 
 def section4_figure(records: Sequence[Mapping[str, Any]], directory: Path) -> list[Path]:
@@ -247,4 +286,4 @@ def fig2_bottleneck(records: Sequence[Mapping[str, Any]], directory: Path) -> li
 
 
 #: Every figure of a run, in the order they are drawn: (records, directory) -> paths written.
-FIGURES = (hessian_scaling_figure, section4_figure, fig1_left, fig1_right, fig2_bottleneck)
+FIGURES = (hessian_scaling_figure, ball_figure, section4_figure, fig1_left, fig1_right, fig2_bottleneck)

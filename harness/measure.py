@@ -178,3 +178,39 @@ def kernel_diagonals(net, seeds, width: int, n_inputs: int, dtype) -> np.ndarray
 
 def _stacked(trees):
     return jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
+
+
+def worst_hessian_estimate(net, seed: int, width: int, dtype, *, radius: float, tol: float, max_iters: int,
+                           steps: int | None = None) -> dict:
+    """C4 at the worst point found: ``harness.worst_hessian`` searched B(W0, radius) at input 0,
+    output 0, from its four starts (the random one is this point's ``"direction"`` stream, the same
+    point ``weights(..., radius)`` gives), then the winner measured by Lanczos (memoized).
+
+    Returns the winner's Lanczos estimate (``hessian``), the search's lower bound, the winning start
+    and each start's value before and after its ascent."""
+    from harness import worst_hessian
+
+    steps = worst_hessian.DEFAULT_STEPS if steps is None else steps
+    key = ("worst_hessian", net, jnp.dtype(dtype).name, width, seed, radius, tol, max_iters, steps)
+
+    def compute():
+        params, fixed = weights(net, seed, width, dtype)
+        xs = inputs(seed, width, net.input_dim, worst_hessian.GD_INPUTS, dtype)
+        search_key = jax.random.fold_in(point_key(seed, width, "lanczos"), 10_000)
+        targets = np.asarray(normal_like(point_key(seed, width, "labels"), jnp.zeros((len(xs),), jnp.float64)))
+        starts = worst_hessian.start_directions(
+            net, params, fixed, xs[0], normal_like(point_key(seed, width, "direction"), params),
+            jax.random.fold_in(search_key, 0), xs, targets,
+        )
+        found = worst_hessian.worst_hessian_norm(
+            net.output_component, params, (fixed, xs[0], 0), radius, starts, jax.random.fold_in(search_key, 1), steps
+        )
+        moved = jax.tree_util.tree_map(jnp.add, params, found.displacement)
+        estimate = hessian_spectral_norm(
+            net.output_component, moved, fixed, xs[0], 0, key=jax.random.fold_in(point_key(seed, width, "lanczos"), 0),
+            tol=tol, max_iters=max_iters,
+        )
+        return {"hessian": estimate, "lower_bound": found.lower_bound, "start": found.start,
+                "by_start": found.by_start, "at_start": found.at_start}
+
+    return memoized(key, compute)

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.hessian import DEFAULT_BASIS_BUDGET
 from harness.tiers import Tier
+from harness.worst_hessian import search_hvps
 
 #: Sustained memory bandwidths used for the time estimates (bytes/s): a 2-core cloud CPU, an H100.
 CPU_RATE = 1e10
@@ -85,11 +86,13 @@ def estimates(tier: Tier) -> list[Estimate]:
     """Per claim family: the largest network, its parameters, peak memory and traffic at this tier."""
     itemsize = 4 if tier.dtype == "float32" else 8
     d = tier.input_dim
-    radii = len(tier.radii)
+    # C4 per seed: the norm at W0, and the worst-point search with the norms at its winner and at
+    # the random point (harness.worst_hessian.search_hvps, in norms of HVPS_PER_NORM products).
+    c4_norms = 2 * tier.n_hessian_seeds * (3 + search_hvps() / HVPS_PER_NORM)
     out = [
         _hessian_family("shallow Hessian", "C2", 1, lambda w: (w,), tier.shallow_widths, 2 * tier.n_seeds, tier, itemsize),
-        _hessian_family("deep Hessian", "C4 depth 3", d, lambda w: (w,) * 3, tier.deep_widths[3], 2 * tier.n_hessian_seeds * radii, tier, itemsize),
-        _hessian_family("deep Hessian", "C4 depth 2", d, lambda w: (w,) * 2, tier.deep_widths[2], 2 * tier.n_hessian_seeds * radii, tier, itemsize),
+        _hessian_family("deep Hessian", "C4 depth 3", d, lambda w: (w,) * 3, tier.deep_widths[3], c4_norms, tier, itemsize),
+        _hessian_family("deep Hessian", "C4 depth 2", d, lambda w: (w,) * 2, tier.deep_widths[2], c4_norms, tier, itemsize),
     ]
     if "sec4" in tier.groups:
         g = tier.grid("sec4")

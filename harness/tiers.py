@@ -21,9 +21,10 @@ TIER_NAMES = ("smoke", "default", "paper", "paper-dry")
 #: Sweeps whose seeds are sized per variant (see ``Tier.sweep_seeds``).
 SIZED_SWEEPS = frozenset(
     [f"C3 {a}-depth{d}" for a in ("tanh", "swish") for d in (2, 3)]
-    + [f"C4 {a}-depth{d}" for a in ("tanh", "swish") for d in (2, 3)]
+    + [f"C4 {a}-depth{d}{w}" for a in ("tanh", "swish") for d in (2, 3) for w in ("", "-worst")]
     + ["C2", "C5", "C8 shallow", "C8 deep", "C10 linear-output", "C17", "C18", "C19"]
     + ["C8 shallow-swish", "C8 shallow-softmax", "C8 shallow-tanh"]
+    + [f"C5 tensors-{a}" for a in ("tanh", "swish")]
     + [f"C6 {a}-{q}" for a in ("cnn", "resnet", "mixed") for q in ("hessian", "kernel")]
 )
 ENV_VAR = "LINEARITY_SCALE"
@@ -197,7 +198,8 @@ class Tier:
       shallow_widths: width grid of the shallow net of Sec. 3.1 (C2, C3).
       deep_widths: width grid of deep fully-connected nets, by depth (C3, C4).
       gradient_widths: width grid for per-layer gradient norms (C5), which cost one gradient.
-      radii: distances R from W0 at which C4 measures the Hessian (0 is W0 itself).
+      ball_radius: R of the ball B(W0, R) that C4 searches for its worst point, fixed as m grows
+        (the theorem's R).
       lanczos_tol: Ritz-residual tolerance of the Hessian norm (relative); seed-to-seed spread of
         the norm is several percent, so 1e-3 is well below the noise of a fit.
       lanczos_max_iters: cap on Hessian-vector products per norm.
@@ -215,7 +217,7 @@ class Tier:
     shallow_widths: tuple[int, ...]
     deep_widths: dict[int, tuple[int, ...]]
     gradient_widths: tuple[int, ...]
-    radii: tuple[float, ...]
+    ball_radius: float
     lanczos_tol: float
     lanczos_max_iters: int
     groups: dict[str, Grid] = dataclasses.field(default_factory=dict)
@@ -271,7 +273,7 @@ TIERS: dict[str, Tier] = {
         shallow_widths=(16, 64, 256),
         deep_widths={2: (8, 16, 32), 3: (8, 16, 32)},
         gradient_widths=(16, 64, 256),
-        radii=(0.0, 4.0),
+        ball_radius=4.0,
         lanczos_tol=1e-3,
         lanczos_max_iters=60,
         groups={
@@ -356,7 +358,7 @@ TIERS: dict[str, Tier] = {
         gradient_widths=(32, 64, 128, 256, 512, 1024, 2048),
         # R = 1 is not measured: its slopes equalled those of R = 0 and R = 4 to 0.01 (the same
         # measurement); the seeds it cost went to the variants that needed power.
-        radii=(0.0, 4.0),
+        ball_radius=4.0,
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
         # Seeds by power. A judged slope is confirmed again with probability p_confirm >= 0.999 when
@@ -405,10 +407,25 @@ TIERS: dict[str, Tier] = {
             "C4 swish-depth3": 16,
             "C4 tanh-depth3": 8,
             "C4 swish-depth2": 8,
+            # C4 at the worst point of B(W0, 4) (upper bound slope <= -0.4; a search costs ~15 norms):
+            # at 8 seeds (96 points) the edges were 8.6 (tanh-2, slope -0.565 +- 0.016), 12.2
+            # (tanh-3), 21.2 (swish-2), 27.1 (swish-3); a fraction 1/k of the points leaves
+            # (edge + 1.645) / sqrt(k) - 1.645: 5.6 at 4 seeds, 5.3 at 2, 8.4 and 10.5 at 2.
+            "C4 tanh-depth2-worst": 4,
+            "C4 tanh-depth3-worst": 2,
+            "C4 swish-depth2-worst": 2,
+            "C4 swish-depth3-worst": 2,
             # C5 two-norms: tanh-layer2 +0.024 +- 0.0115 against the band's edge 0.05: x4.4. With 48
             # seeds the smallest edge was 4.8 (swish-layer1-two): 32 leave 3.6. Then, at 24, the
             # smallest was 5.5 (swish-layer1-two): 16 leave 4.2.
             "C5": 16,
+            # C5 tensor norms (closed forms, no Hessian-vector product) on C4's depth-3 grid: at C4's
+            # seeds (tanh 8, swish 16) the smallest edges were 7.8 (tanh ww) and 1.8 (swish layer-3
+            # ww: s^2 ||alpha||^2 max |sigma''|, whose spread between seeds is 0.6 of its mean at
+            # m = 32 and 0.2 at 512 for swish, 0.14 and 0.04 for tanh); 48 swish seeds give
+            # (1.8 + 1.645) sqrt(3) - 1.645 = 4.3.
+            "C5 tensors-tanh": 8,
+            "C5 tensors-swish": 48,
             # C6 (16 Hessian, 48 kernel seeds): mixed x3.1 and x3.3, cnn x1.26 and x1.7, resnet x1.03.
             # Then cnn-hessian at 24 seeds moved to -0.522 +- 0.021 (edge 2.1): 48 give 3.65;
             # mixed-hessian at 56 seeds -0.486 +- 0.012 (edge 5.4), at 32 -0.471 +- 0.016 (edge 2.9):
@@ -587,7 +604,7 @@ TIERS: dict[str, Tier] = {
         shallow_widths=(30, 100, 1000, 10000, 100000, 1000000),
         deep_widths={2: (64, 256, 1024, 4096, 10000), 3: (64, 256, 1024, 4096, 10000)},
         gradient_widths=(64, 256, 1024, 4096, 16384),
-        radii=(0.0, 4.0),
+        ball_radius=4.0,
         lanczos_tol=1e-3,
         lanczos_max_iters=100,
         groups={

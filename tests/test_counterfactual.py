@@ -84,6 +84,10 @@ FAMILIES = [
     ("C13 decreasing in m_b", lambda f: upper_bound_verdict(f, -0.5, fig2.BOTTLENECK_SLOPE_MARGIN), ["C13 vs-bottleneck-width"], []),
     ("C20 remainder -1/2", hessian_check, ["C20 linear-remainder"], ["C20 swish-remainder"]),
     ("C20 phi(f) remainder Omega(1)", omega_check(sec4.OMEGA_FLOOR), ["C20 swish-remainder"], ["C20 linear-remainder"]),
+    ("C4 worst point <= -1/2", lambda f: upper_bound_verdict(f, -0.5, sec3.HESSIAN_SLOPE_MARGIN), ["C4 tanh-depth2-R4-worst"],
+     ["C8 deep-swish", "C9 mb1-hessian", "C3 tanh-depth2"]),
+    ("C5 tensor norm O~(1)", lambda f: upper_bound_verdict(f, 0.0, sec3.TENSOR_SLOPE_MARGIN), ["C5 tanh-layer2-aa-tensor"],
+     ["C18 tanh-depth2-standard-kernel"]),
     ("C13 narrowest: a positive limit in m", lambda f: positive_limit_verdict(f, fig2.OMEGA1_FLOOR), ["C13 narrowest-mb3"],
      ["C11 linear"]),
 ]

@@ -17,8 +17,8 @@ from harness.tiers import DRY_RUN_SEEDS, DRY_RUN_WIDTHS, get_tier
 def test_the_dry_run_keeps_the_paper_tiers_settings_on_its_smallest_widths():
     paper, dry = get_tier("paper"), get_tier("paper-dry")
     assert dry.dtype == paper.dtype == "float32"
-    assert (dry.lanczos_tol, dry.lanczos_max_iters, dry.radii, dry.input_dim) == (
-        paper.lanczos_tol, paper.lanczos_max_iters, paper.radii, paper.input_dim)
+    assert (dry.lanczos_tol, dry.lanczos_max_iters, dry.ball_radius, dry.input_dim) == (
+        paper.lanczos_tol, paper.lanczos_max_iters, paper.ball_radius, paper.input_dim)
     assert dry.shallow_widths == tuple(sorted(paper.shallow_widths)[:DRY_RUN_WIDTHS])
     assert dry.deep_widths == {d: tuple(sorted(w)[:DRY_RUN_WIDTHS]) for d, w in paper.deep_widths.items()}
     assert dry.n_seeds == dry.n_hessian_seeds == DRY_RUN_SEEDS
