@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from harness import worst_hessian
 from harness.hessian import HessianNorm, hessian_spectral_norm
 from harness.models import sphere_points
 from harness.rng import normal_like
@@ -188,8 +189,6 @@ def worst_hessian_estimate(net, seed: int, width: int, dtype, *, radius: float, 
 
     Returns the winner's Lanczos estimate (``hessian``), the search's lower bound, the winning start
     and each start's value before and after its ascent."""
-    from harness import worst_hessian
-
     steps = worst_hessian.DEFAULT_STEPS if steps is None else steps
     key = ("worst_hessian", net, jnp.dtype(dtype).name, width, seed, radius, tol, max_iters, steps)
 
