@@ -20,8 +20,9 @@ until L(w_t) <= rel_tol L(w_0) (``harness.train``), and three things are checked
    the theorem's rate -ln(1 - eta mu rho^2) in every run.
 3. Delta K of f~ stays Omega(1) over the width grid: no transition to linearity, yet (1) and (2).
 
-The swish output (phi' changes sign at z ~ -1.28, so no rho > 0 exists) is recorded as exploratory,
-with rho measured along the path, from the Fig. 1 runs.
+The swish output (phi' changes sign at z ~ -1.28, so no rho > 0 exists on R) is recorded as
+exploratory, with rho measured along the path, from the Fig. 1 runs (whose mirrored initialization
+and targets keep that path where swish' >= 0.2: ``harness.train.SWISH_INIT``).
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def test_c15_swish_output_exploratory(tier, base_seed, dtype, judge, progress):
     """C15, exploratory: the swish output has phi'(z) = 0 at z ~ -1.28, outside Theorem 5.1.
 
     The Fig. 1 swish runs are checked against Eq. 15 with rho measured as the smallest
-    |phi'(f(w_t; x_i))| over the recorded path; recorded, never judged.
+    |phi'(f(w_t; x_i))| over the recorded path (a bound the theorem does not give for swish, since
+    its rho is an infimum over R); recorded, never judged.
     """
     grid = _grid(tier)
     run_dtype = grid_dtype(grid, dtype)

@@ -83,7 +83,7 @@ OUTPUT_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
 
 HEADS = ("linear", "softmax", *OUTPUT_FUNCTIONS)
 PARAMETERIZATIONS = ("ntk", "standard")
-OUTPUT_INITS = ("gaussian", "sign")
+OUTPUT_INITS = ("gaussian", "sign", "mirrored")
 
 
 def _known(kind: str, name: object, valid: Sequence[str]) -> None:
@@ -105,7 +105,11 @@ class FullyConnected:
       train_hidden: whether the hidden weights are trained (False gives a random-features model,
         linear in its trained weights: Prop. 2.1, claim C16).
       train_output: whether the output layer is trained (False for the shallow net of Sec. 3.1).
-      output_init: ``"gaussian"`` (N(0, 1)) or ``"sign"`` (v_i uniform in {-1, +1}, Sec. 3.1).
+      output_init: ``"gaussian"`` (N(0, 1)), ``"sign"`` (v_i uniform in {-1, +1}, Sec. 3.1) or
+        ``"mirrored"`` (one hidden layer of even width m): Gaussian, in mirrored halves (W = [A; A],
+        V = [b, -b]), so that f(w_0; x) = 0 for every x while each half is an ordinary Gaussian net of
+        width m / 2 (the "doubling trick"). A head phi then starts every input at phi(0) (the swish
+        runs of Fig. 1, ``harness.train.SWISH_INIT``).
       linear_layers: hidden layers l (1-based) with the identity in place of the activation, e.g. a
         linear bottleneck (Sec. 1: a bottleneck breaks linearity "even if it is linear").
     """
@@ -145,6 +149,9 @@ class FullyConnected:
             raise ValueError(f"the scalar output function {self.head!r} needs num_outputs == 1")
         if not (self.train_hidden or self.train_output):
             raise ValueError("a network must train at least one layer")
+        if self.output_init == "mirrored" and (len(self.hidden_widths) != 1 or self.hidden_widths[0] % 2):
+            # Deeper, the mirrored halves cancel df/dalpha_{L-1} at w_0: the earlier layers get no gradient.
+            raise ValueError(f"a mirrored output initialization needs one hidden layer of even width, got {self.hidden_widths}")
 
     # ----------------------------------------------------------------------------------------------
     # Description
@@ -193,7 +200,8 @@ class FullyConnected:
     def describe(self) -> str:
         widths = "-".join(str(m) for m in self.hidden_widths)
         linear = f"; linear layers {','.join(map(str, self.linear_layers))}" if self.linear_layers else ""
-        return f"fc[{self.activation}{linear}; {widths}; head={self.head}; {self.parameterization}]"
+        mirrored = "; mirrored init" if self.output_init == "mirrored" else ""
+        return f"fc[{self.activation}{linear}; {widths}; head={self.head}; {self.parameterization}{mirrored}]"
 
     # ----------------------------------------------------------------------------------------------
     # Initialization
@@ -218,7 +226,21 @@ class FullyConnected:
                 if self.parameterization == "standard":
                     w = w / math.sqrt(shape[-1])
             (params if self.is_trained(name) else fixed)[name] = w
+        if self.output_init == "mirrored":
+            self._mirror_last_layer(params, fixed)
         return params, fixed
+
+    def _mirror_last_layer(self, params: Params, fixed: Params) -> None:
+        """W1 = [A; A] and V = [b, -b] from the first halves of the drawn W1 and V (in place)."""
+        last = self.layer_names[0]
+        half = self.hidden_widths[0] // 2
+        for store in (params, fixed):
+            if last in store:
+                a = store[last][:half]
+                store[last] = jnp.concatenate([a, a], axis=0)
+            if "V" in store:
+                b = store["V"][..., :half]
+                store["V"] = jnp.concatenate([b, -b], axis=-1)
 
     # ----------------------------------------------------------------------------------------------
     # Forward passes

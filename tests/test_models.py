@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from harness.kernel import tangent_kernel
 from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sphere_points
 
 
@@ -27,6 +28,9 @@ from harness.models import ACTIVATIONS, FullyConnected, shallow_network, sphere_
         ({"train_hidden": False, "train_output": False}, "at least one layer"),
         ({"linear_layers": (2,)}, "linear_layers must be hidden layer numbers 1..1"),
         ({"linear_layers": (0,)}, "linear_layers must be hidden layer numbers 1..1"),
+        ({"output_init": "mirrored", "hidden_widths": (5,)}, r"mirrored output initialization needs one hidden layer of even width, got \(5,\)"),
+        ({"output_init": "mirrored", "hidden_widths": (8, 8)}, "needs one hidden layer of even width"),
+        ({"output_init": "zeros"}, "unknown output initialization 'zeros'"),
     ],
 )
 def test_bad_network_descriptions_are_clear_value_errors(kwargs, match):
@@ -50,6 +54,32 @@ def test_same_key_same_weights_and_shapes():
     assert all(bool(jnp.all(p1[k] == p2[k])) for k in p1)
     assert not bool(jnp.all(p1["W1"] == p3["W1"]))
     assert net.num_params == 8 * 3 + 5 * 8 + 2 * 5
+
+
+@pytest.mark.parametrize("hidden", [(8,), (32,)])
+def test_mirrored_init_gives_zero_output_and_the_kernel_of_the_half_network(hidden):
+    """W = [A; A], V = [b, -b]: f(w_0; x) = 0 for every x, and the tangent kernel equals that of the
+    Gaussian net of width m / 2 with weights (A, b) (each half contributes half of the sum, twice,
+    under the 1 / sqrt(m) of the full width): the claims measure an ordinary kernel."""
+    net = FullyConnected(3, hidden, "tanh", output_init="mirrored")
+    params, fixed = net.init(jax.random.key(2))
+    xs = jax.random.normal(jax.random.key(5), (4, 3))
+    np.testing.assert_allclose(jax.vmap(lambda x: net.logits(params, fixed, x))(xs), 0.0, atol=1e-15)
+    last, half = net.layer_names[-2], hidden[-1] // 2
+    np.testing.assert_array_equal(params[last][:half], params[last][half:])
+    np.testing.assert_array_equal(params["V"][:half], -params["V"][half:])
+    small = FullyConnected(3, (half,), "tanh")
+    small_params = {**params, last: params[last][:half], "V": params["V"][:half]}
+    np.testing.assert_allclose(
+        tangent_kernel(net, params, fixed, xs, method="jacobian"),
+        tangent_kernel(small, small_params, {}, xs, method="jacobian"),
+        rtol=1e-12,
+    )
+    # The nearest wrong variant, a Gaussian net of full width with the same first half, has output != 0.
+    plain = FullyConnected(3, hidden, "tanh")
+    plain_params, _ = plain.init(jax.random.key(2))
+    assert float(jnp.max(jnp.abs(jax.vmap(lambda x: plain.logits(plain_params, {}, x))(xs)))) > 1e-2
+    assert "mirrored init" in net.describe() and "mirrored" not in plain.describe()
 
 
 def test_a_linear_layer_has_no_activation():
