@@ -417,7 +417,7 @@ def test_c5_layer_tensors_stay_of_order_one(activation, tier, base_seed, dtype, 
     margin), the lower end's slope is recorded. With them the mechanism is checked as a whole:
     ||H|| over (the largest tensor norm) x (the largest ||df/dalpha_l||_inf) must not grow with m,
     i.e. ||H|| falls at least as fast as the back-propagated inf-norms (condition (b)) do.
-    The points are C4's depth-3 points at W0 (the same seeds: its Lanczos estimates are reused).
+    The mechanism's points are the first of C4's depth-3 points at W0 (its Lanczos estimates are reused).
     """
     depth, d = 3, tier.input_dim
     layers = range(2, depth + 1)
@@ -427,6 +427,12 @@ def test_c5_layer_tensors_stay_of_order_one(activation, tier, base_seed, dtype, 
         net = FullyConnected(d, (width,) * depth, activation)
         params, fixed = measure_at.weights(net, seed, width, dtype)
         return net, params, fixed, _input(seed, width, d, dtype)
+
+    def ww_tensors(width, seed):
+        """||d^2 phi_l / dW^2|| of every layer (a forward pass: the cheap one, on the most seeds)."""
+        net, params, fixed, x = point(width, seed)
+        return {f"ww_layer{l}": tensor_norms.ww_norm(tensor_norms.layer_point(net, params, fixed, x, l))
+                for l in (1, *layers)}
 
     def tensors(width, seed, ascent=False):
         """The closed forms (and with ``ascent`` the aa lower bound) of every layer l >= 2."""
@@ -452,10 +458,14 @@ def test_c5_layer_tensors_stay_of_order_one(activation, tier, base_seed, dtype, 
 
     widths = tier.deep_widths[depth]
     label = f"C5 {activation} tensors"
-    closed = run_sweep(widths, seeds_by_width(widths, base_seed, tier.sweep_seed_count(f"C5 tensors-{activation}", tier.n_seeds)),
-                       tensors, progress, label)
-    c4_seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count(f"C4 {activation}-depth{depth}", tier.n_hessian_seeds))
-    at_c4_points = run_sweep(widths, c4_seeds, mechanism, progress, f"{label}, C4 points")
+
+    def sweep(name, measure_point, what, default_seeds=tier.n_seeds):
+        seeds = seeds_by_width(widths, base_seed, tier.sweep_seed_count(f"C5 {name}-{activation}", default_seeds))
+        return run_sweep(widths, seeds, measure_point, progress, f"{label}, {what}")
+
+    ww = sweep("ww-tensor", ww_tensors, "d2phi/dW2")
+    closed = sweep("tensors", tensors, "closed forms")
+    at_c4_points = sweep("mechanism", mechanism, "C4 points", tier.n_hessian_seeds)
 
     def means(series, key):
         return {str(w): float(np.mean(series.at(key, w))) for w in widths}
@@ -465,8 +475,9 @@ def test_c5_layer_tensors_stay_of_order_one(activation, tier, base_seed, dtype, 
     records = []
     for l in layers:
         for key, what in tensor_names.items():
-            fit = closed.fit(f"{key}_layer{l}")
-            extra = {"layer": l, "depth": depth, "mean_by_width": means(closed, f"{key}_layer{l}")}
+            series = ww if key == "ww" else closed
+            fit = series.fit(f"{key}_layer{l}")
+            extra = {"layer": l, "depth": depth, "mean_by_width": means(series, f"{key}_layer{l}")}
             if key == "aa_upper":
                 lower = at_c4_points.fit(f"aa_lower_layer{l}")
                 extra.update(lower_bound_slope=lower.slope, lower_bound_ci95=list(lower.ci95),

@@ -24,7 +24,7 @@ SIZED_SWEEPS = frozenset(
     + [f"C4 {a}-depth{d}{w}" for a in ("tanh", "swish") for d in (2, 3) for w in ("", "-worst")]
     + ["C2", "C5", "C8 shallow", "C8 deep", "C10 linear-output", "C17", "C18", "C19"]
     + ["C8 shallow-swish", "C8 shallow-softmax", "C8 shallow-tanh"]
-    + [f"C5 tensors-{a}" for a in ("tanh", "swish")]
+    + [f"C5 {q}-{a}" for q in ("tensors", "ww-tensor", "mechanism") for a in ("tanh", "swish")]
     + [f"C6 {a}-{q}" for a in ("cnn", "resnet", "mixed") for q in ("hessian", "kernel")]
 )
 ENV_VAR = "LINEARITY_SCALE"
@@ -420,9 +420,21 @@ TIERS: dict[str, Tier] = {
             # seeds (tanh 8, swish 16) the smallest edges were 7.8 (tanh ww) and 1.8 (swish layer-3
             # ww: s^2 ||alpha||^2 max |sigma''|, whose spread between seeds is 0.6 of its mean at
             # m = 32 and 0.2 at 512 for swish, 0.14 and 0.04 for tanh); 48 swish seeds give
-            # (1.8 + 1.645) sqrt(3) - 1.645 = 4.3.
+            # (1.8 + 1.645) sqrt(3) - 1.645 = 4.3 (measured 3.5 and 5.6 at base seed 0). ww costs a
+            # forward pass; the other two an n x n eigenproblem per layer (0.1-0.3 s at m = 512), and
+            # at 48 seeds their edges were 24-30 (swish) and 25-45 (tanh at 8): at 8 swish seeds
+            # (24 + 1.645) / sqrt(6) - 1.645 = 8.8 (measured at base seed 0: aa 5.9 and 8.4, aw 10.7
+            # and 11.0; the C5 tensor tests went from 237 s to 57 s).
+            "C5 ww-tensor-tanh": 8,
+            "C5 ww-tensor-swish": 48,
             "C5 tensors-tanh": 8,
-            "C5 tensors-swish": 48,
+            "C5 tensors-swish": 8,
+            # C5 ||H|| / mechanism bound (the aa ascent and a Lanczos estimate per point; the first of
+            # C4's seeds, whose estimates it reuses): at C4's 16 swish and 8 tanh seeds the edges were
+            # 13.2 and 15.7; 4 seeds leave (13.2 + 1.645) / 2 - 1.645 = 5.8 and 10.6 (measured at
+            # base seed 0: 9.2 and 10.5).
+            "C5 mechanism-tanh": 4,
+            "C5 mechanism-swish": 4,
             # C6 (16 Hessian, 48 kernel seeds): mixed x3.1 and x3.3, cnn x1.26 and x1.7, resnet x1.03.
             # Then cnn-hessian at 24 seeds moved to -0.522 +- 0.021 (edge 2.1): 48 give 3.65;
             # mixed-hessian at 56 seeds -0.486 +- 0.012 (edge 5.4), at 32 -0.471 +- 0.016 (edge 2.9):
