@@ -324,9 +324,10 @@ def _verdict_line(result: Mapping[str, Any]) -> str:
                   f"{c['criteria_changed']} changed criteria", f"{c['fingerprint_differs']} differing fingerprints"]
     if not c["compared"]:
         return "**No record in common**: nothing was compared (exit 1)."
+    compared = f"{c['compared']} record{'' if c['compared'] == 1 else 's'} compared"
     if result["exit_code"] == 0:
-        return f"**No difference**: {c['compared']} records compared; " + ", ".join(found) + " (exit 0)."
-    return f"**Differences found**: {c['compared']} records compared; " + ", ".join(found) + " (exit 1)."
+        return f"**No difference**: {compared}; " + ", ".join(found) + " (exit 0)."
+    return f"**Differences found**: {compared}; " + ", ".join(found) + " (exit 1)."
 
 
 def _record_cells(r: Mapping[str, Any]) -> tuple[str, str]:

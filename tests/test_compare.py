@@ -32,6 +32,12 @@ def test_a_run_compared_with_itself_is_clean(tmp_path, capsys):
     assert "## Verdict flips" not in out and "## Slopes beyond" not in out
 
 
+def test_one_record_is_counted_in_the_singular(tmp_path, capsys):
+    data = report(standard_records()[:1])
+    code, out, _ = _main(capsys, *_pair(tmp_path, data, data))
+    assert code == 0 and "**No difference**: 1 record compared;" in out
+
+
 def test_a_planted_slope_change_is_caught_and_named(tmp_path, capsys):
     reference = report(standard_records())
     run = copy.deepcopy(reference)
