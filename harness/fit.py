@@ -34,15 +34,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import special  # stdtrit and ndtr: scipy.stats's t.ppf and norm.cdf, without its import cost
-
-
-def _statsmodels():
-    """statsmodels.api, imported at the first fit: it takes ~2.5 s (pandas, its model zoo), which
-    every process importing the harness would pay, including a --collect-only or a usage error."""
-    import statsmodels.api
-
-    return statsmodels.api
+# Imported with the harness, before any user module is loaded (harness.check): imported later,
+# pandas (under statsmodels) takes a user's module named like one of its optional dependencies
+# (examples/bottleneck.py) for it and fails (measured: tests/test_check.py).
+import statsmodels.api as sm
+from scipy import stats
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
@@ -147,7 +143,7 @@ def _points(widths, values, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _t_interval(estimate: float, stderr: float, dof: int, level: float) -> tuple[float, float]:
-    half = float(special.stdtrit(dof, 0.5 + level / 2)) * stderr
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * stderr
     return (estimate - half, estimate + half)
 
 
@@ -180,7 +176,6 @@ def power_law_fit(widths: Sequence[float], values: Sequence[float], seeds: Seque
         values or widths.
     """
     w, y, s = _points(widths, values, seeds)
-    sm = _statsmodels()
     X = sm.add_constant(np.log(w))
     if np.ptp(y) <= 1e-14 * np.max(y):
         # An exact power law (a constant series, or noise-free synthetic data): the GLM's deviance
@@ -208,7 +203,6 @@ def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence
     """
     w, y, s = _points(widths, values, seeds)
     log_y = np.log(y)
-    sm = _statsmodels()
     result = sm.OLS(log_y, sm.add_constant(np.log(w))).fit()
     total = float(np.sum((log_y - log_y.mean()) ** 2))
     r2 = 1.0 - float(result.ssr) / total if total > 0 else 1.0
@@ -229,7 +223,6 @@ class LimitFit:
 def limit_fit(widths: Sequence[float], values: Sequence[float]) -> LimitFit:
     """The infinite-width limit a of ``y = a + c m^(-1/2)`` (the paper's finite-width correction)."""
     w, y, _ = _points(widths, values, None)
-    sm = _statsmodels()
     result = sm.OLS(y, sm.add_constant(w**-0.5)).fit(cov_type="HC3")
     a, se = float(result.params[0]), float(result.bse[0])
     dof = len(y) - 2
@@ -259,7 +252,7 @@ class Verdict:
 
 def _t90(dof: int) -> float:
     """The t quantile of a 90% two-sided (95% one-sided) interval."""
-    return float(special.stdtrit(dof, 0.95))
+    return float(stats.t.ppf(0.95, dof))
 
 
 def p_confirm_inside(estimate: float, stderr: float, dof: int, low: float, high: float) -> float:
@@ -267,8 +260,8 @@ def p_confirm_inside(estimate: float, stderr: float, dof: int, low: float, high:
     if stderr <= 0:
         return float(low <= estimate <= high)
     t = _t90(dof)
-    upper = special.ndtr((high - t * stderr - estimate) / stderr)
-    lower = special.ndtr((low + t * stderr - estimate) / stderr)
+    upper = stats.norm.cdf((high - t * stderr - estimate) / stderr)
+    lower = stats.norm.cdf((low + t * stderr - estimate) / stderr)
     return float(max(upper - lower, 0.0))
 
 
