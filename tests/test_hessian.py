@@ -161,13 +161,59 @@ def test_iteration_cap_is_reported_as_not_converged():
     assert est.residual > 1e-14
 
 
+def _diagonal_product(u, d):
+    return {"a": d * u["a"]}
+
+
 def test_lanczos_extremes_on_a_diagonal_operator():
     d = jnp.linspace(-3.0, 2.0, 500)
-    out = jax.jit(lambda v: lanczos_extremes(lambda u: {"a": d * u["a"]}, v, max_iters=150, tol=1e-10))(
-        {"a": jnp.ones(500)}
-    )
+    out = lanczos_extremes(_diagonal_product, {"a": jnp.ones(500)}, operands=(d,), max_iters=150, tol=1e-10)
     assert float(out["lambda_min"]) == pytest.approx(-3.0, rel=1e-8)
     assert float(out["lambda_max"]) == pytest.approx(2.0, rel=1e-8)
+
+
+def _matrix_product(u, a):
+    return {"a": a @ u["a"]}
+
+
+@pytest.mark.parametrize("reorth", ["partial", "full", "none"])
+def test_lanczos_extremes_leaves_its_start_vector_as_it_was(reorth):
+    a = _random_symmetric(np.linspace(-2.0, 1.0, 60), 3)
+    v0 = {"a": jnp.arange(1.0, 61.0)}
+    out = lanczos_extremes(_matrix_product, v0, operands=(a,), max_iters=60, tol=1e-12, reorth=reorth)
+    np.testing.assert_array_equal(np.asarray(v0["a"]), np.arange(1.0, 61.0))
+    assert out["lambda_min"] == pytest.approx(-2.0, rel=1e-10)
+    assert out["lambda_max"] == pytest.approx(1.0, rel=1e-10)
+
+
+def test_the_compiled_step_is_reused_for_new_starts_tolerances_and_weights():
+    """One compiled program per shape: the seed, the tolerance and the weights' values are traced
+    arguments, so a sweep over seeds compiles the Lanczos step once per width (the compile cost of a
+    suite run is per shape, not per point)."""
+    from harness import hessian
+
+    net = FullyConnected(3, (13, 11), "tanh")
+    params, fixed, x = _setup(net, 0)
+    hessian_spectral_norm(net.output_component, params, fixed, x, 0, key=jax.random.key(1), tol=1e-3)
+    before = hessian._basis_step._cache_size()
+    other, _ = net.init(jax.random.key(5))
+    for key, tol, weights in [(2, 1e-3, params), (3, 1e-6, params), (4, 1e-3, other)]:
+        hessian_spectral_norm(net.output_component, weights, fixed, x, 0, key=jax.random.key(key), tol=tol)
+    assert hessian._basis_step._cache_size() == before
+
+
+def test_a_run_to_the_cap_keeps_every_basis_row():
+    """At the cap the last step has no row for q_k: the rows must stay q_0 .. q_{k-1}, an orthonormal
+    basis in which A is tridiagonal with a nonzero last off-diagonal (q_k written over q_{k-1} by a
+    clamped index would keep the rows orthonormal but make q_{k-2} . A q_{k-1} = 0)."""
+    a = _random_symmetric(np.linspace(-1.0, 1.0, 50), 4)
+    out = lanczos_extremes(_matrix_product, {"a": jnp.ones(50)}, operands=(a,), max_iters=12, tol=1e-14, reorth="full")
+    assert out["iterations"] == 12 and not out["converged"]
+    rows = np.asarray(out["basis"]["a"])
+    np.testing.assert_allclose(rows @ rows.T, np.eye(12), atol=1e-12)
+    t = rows @ np.asarray(a) @ rows.T
+    assert abs(t[10, 11]) > 1e-3
+    np.testing.assert_allclose(np.triu(t, 2), 0.0, atol=1e-10)
 
 
 @pytest.mark.parametrize(
@@ -217,9 +263,8 @@ def test_partial_reorthogonalization_keeps_the_basis_semi_orthogonal(dtype):
     x = x.astype(dt)
     steps = 80  # below the rank of this Hessian (95 steps reach an invariant subspace)
     hvp = hessian_vector_product(net.output_component, params, fixed, x, 0)
-    out = jax.jit(lambda v: lanczos_extremes(hvp, v, max_iters=steps, tol=0.0, reorth="partial"))(
-        jax.tree_util.tree_map(lambda p: jnp.ones_like(p) + 0.1 * p, params)
-    )
+    start = jax.tree_util.tree_map(lambda p: jnp.ones_like(p) + 0.1 * p, params)
+    out = lanczos_extremes(hvp, start, max_iters=steps, tol=0.0, reorth="partial")
     assert int(out["iterations"]) == steps
     rows = np.concatenate(
         [np.asarray(b, np.float64).reshape(steps, -1) for b in jax.tree_util.tree_leaves(out["basis"])], axis=1
