@@ -308,17 +308,25 @@ def _reorthogonalize_row(basis, j, passes: int):
     return _set_row(basis, j, _tree_scale(_safe_inverse(norm), q)), norm
 
 
+def _tree_norm(tree) -> jax.Array:
+    return jnp.sqrt(_tree_dot(tree, tree))
+
+
+def _tree_unit(tree):
+    return _tree_scale(1.0 / _tree_norm(tree), tree)
+
+
 @jax.jit
 def _start_vectors(v0):
     """q_0 = v0 / ||v0|| (a new array) and q_{-1} = 0: one small program per shape (eagerly, the
     scaling and the zeros were compiled one operation and one leaf at a time)."""
-    return _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0), jax.tree_util.tree_map(jnp.zeros_like, v0)
+    return _tree_unit(v0), jax.tree_util.tree_map(jnp.zeros_like, v0)
 
 
 @functools.partial(jax.jit, donate_argnames=("basis",))
 def _start_basis(v0, basis):
     """``basis`` with q_0 = v0 / ||v0|| in row 0."""
-    return _set_row(basis, 0, _tree_scale(1.0 / jnp.sqrt(_tree_dot(v0, v0)), v0))
+    return _set_row(basis, 0, _tree_unit(v0))
 
 
 def _empty_basis(v0, rows: int):

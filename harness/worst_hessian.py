@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from harness.fit import CONFIRMED, INCONCLUSIVE, Verdict
-from harness.hessian import F64, _tree_axpy, _tree_dot, _tree_scale, cacheable, hessian_vector_product
+from harness.hessian import F64, _tree_axpy, _tree_dot, _tree_norm, _tree_scale, _tree_unit, cacheable, hessian_vector_product
 from harness.models import FullyConnected
 from harness.rng import normal_like
 from harness.taylor import check_search, one_neuron_direction
@@ -67,14 +67,6 @@ class WorstHessian(NamedTuple):
     start: str
     by_start: dict[str, float]
     at_start: dict[str, float]
-
-
-def _tree_norm(tree) -> jax.Array:
-    return jnp.sqrt(_tree_dot(tree, tree))
-
-
-def _tree_unit(tree):
-    return _tree_scale(1.0 / _tree_norm(tree), tree)
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "iters"))
