@@ -43,6 +43,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+# Before any user module is loaded: imported later, pandas (under statsmodels, which harness.fit
+# imports at its first fit) takes a user's module named like one of its optional dependencies
+# (examples/bottleneck.py) for that dependency and fails (measured: tests/test_check.py).
+import statsmodels.api  # noqa: F401
 
 from harness.fit import CONFIRMED, REFUTED, PowerLawFit, Verdict, equality_verdict, omega1_verdict, upper_bound_verdict
 from harness.hessian import hessian_spectral_norm

@@ -34,17 +34,27 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-# Imported with the harness, before any user module is loaded (harness.check): imported later,
-# pandas (under statsmodels) takes a user's module named like one of its optional dependencies
-# (examples/bottleneck.py) for it and fails (measured: tests/test_check.py).
-import statsmodels.api as sm
-from scipy import stats
 
 CONFIRMED = "confirmed"
 REFUTED = "refuted"
 INCONCLUSIVE = "inconclusive"
 EXPLORATORY = "exploratory"
 VERDICTS = (CONFIRMED, REFUTED, INCONCLUSIVE, EXPLORATORY)
+
+def _sm():
+    """statsmodels, imported at the first fit: with scipy.stats it is 2.5 of the 6.5 s a process
+    took to start before it could report a usage error or list the tests (harness.check imports it
+    before loading a user's module, see there)."""
+    import statsmodels.api as sm
+
+    return sm
+
+
+def _stats():
+    from scipy import stats
+
+    return stats
+
 
 #: A slope needs at least this many distinct widths (two points always fit a line exactly).
 MIN_DISTINCT_WIDTHS = 3
@@ -143,7 +153,7 @@ def _points(widths, values, seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _t_interval(estimate: float, stderr: float, dof: int, level: float) -> tuple[float, float]:
-    half = float(stats.t.ppf(0.5 + level / 2, dof)) * stderr
+    half = float(_stats().t.ppf(0.5 + level / 2, dof)) * stderr
     return (estimate - half, estimate + half)
 
 
@@ -176,6 +186,7 @@ def power_law_fit(widths: Sequence[float], values: Sequence[float], seeds: Seque
         values or widths.
     """
     w, y, s = _points(widths, values, seeds)
+    sm = _sm()
     X = sm.add_constant(np.log(w))
     if np.ptp(y) <= 1e-14 * np.max(y):
         # An exact power law (a constant series, or noise-free synthetic data): the GLM's deviance
@@ -203,6 +214,7 @@ def loglog_fit(widths: Sequence[float], values: Sequence[float], seeds: Sequence
     """
     w, y, s = _points(widths, values, seeds)
     log_y = np.log(y)
+    sm = _sm()
     result = sm.OLS(log_y, sm.add_constant(np.log(w))).fit()
     total = float(np.sum((log_y - log_y.mean()) ** 2))
     r2 = 1.0 - float(result.ssr) / total if total > 0 else 1.0
@@ -223,6 +235,7 @@ class LimitFit:
 def limit_fit(widths: Sequence[float], values: Sequence[float]) -> LimitFit:
     """The infinite-width limit a of ``y = a + c m^(-1/2)`` (the paper's finite-width correction)."""
     w, y, _ = _points(widths, values, None)
+    sm = _sm()
     result = sm.OLS(y, sm.add_constant(w**-0.5)).fit(cov_type="HC3")
     a, se = float(result.params[0]), float(result.bse[0])
     dof = len(y) - 2
@@ -252,14 +265,14 @@ class Verdict:
 
 def _t90(dof: int) -> float:
     """The t quantile of a 90% two-sided (95% one-sided) interval."""
-    return float(stats.t.ppf(0.95, dof))
+    return float(_stats().t.ppf(0.95, dof))
 
 
 def p_confirm_inside(estimate: float, stderr: float, dof: int, low: float, high: float) -> float:
     """P(a rerun's 90% CI lies inside [low, high]) if the rerun estimate is N(estimate, stderr^2)."""
     if stderr <= 0:
         return float(low <= estimate <= high)
-    t = _t90(dof)
+    t, stats = _t90(dof), _stats()
     upper = stats.norm.cdf((high - t * stderr - estimate) / stderr)
     lower = stats.norm.cdf((low + t * stderr - estimate) / stderr)
     return float(max(upper - lower, 0.0))
