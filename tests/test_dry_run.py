@@ -30,6 +30,8 @@ def test_the_dry_run_keeps_the_paper_tiers_settings_on_its_smallest_widths():
             got = getattr(cut, key)
             if key == "linear_model_widths":  # C16's partner must be one of Fig. 1's runs
                 assert set(got) <= set(cut.fig1_widths) and got
+            elif key == "deep_head_grids":  # a head's own grid: the cut deep grid, like the other heads'
+                assert got == tuple((head, dry.deep_widths[2]) for head, _ in value) and got, (group, key)
             elif key.endswith("widths") and isinstance(value, dict):
                 assert got == {k: tuple(sorted(v)[:DRY_RUN_WIDTHS]) for k, v in value.items()}
             elif key.endswith("widths"):

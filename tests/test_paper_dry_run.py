@@ -6,8 +6,8 @@ non-finite number fails the run (``harness.records.judgement``).
 
 The test command runs the claims whose checks depend on the dtype (round-off limits in machine
 epsilons: C1, C2's bound, C7, C16, C18; the float64 constants they had refuted all of C1 and C7 in
-float32). Every claim (577 s of CPU in one process, mostly compilation) would take the test command
-past its 20-minute budget on 2 cores: that run is ``pytest claims/ --scale paper-dry`` (the nightly
+float32). Every claim (349 s on 2 cores in two workers, 680 s of CPU, 378 of them compiling) would
+take the test command past its 20-minute budget on 2 cores: that run is ``pytest claims/ --scale paper-dry`` (the nightly
 GPU job's first step), or this module with ``LINEARITY_DRY_RUN=full``.
 """
 
